@@ -1,0 +1,54 @@
+"""Command line: ``python -m runners <command>``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runners")
+    commands = parser.add_subparsers(dest="command", required=True)
+    emulator = commands.add_parser(
+        "emulator", help="run the embedded AWS emulator in the foreground"
+    )
+    emulator.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    emulator.add_argument(
+        "--activity-poll-seconds",
+        type=float,
+        default=60.0,
+        help="how long GetActivityTask waits for a task (default: 60, as on AWS)",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "emulator":
+        return run_emulator(args.host, args.port, args.activity_poll_seconds)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def run_emulator(host: str, port: int, activity_poll_seconds: float) -> int:
+    """Serve until SIGINT or SIGTERM; the endpoint URL is the first line printed."""
+    from runners.local import Emulator
+
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with Emulator(port=port, host=host, activity_poll_seconds=activity_poll_seconds) as emu:
+        print(emu.endpoint_url, flush=True)
+        print(f"export AWS_ENDPOINT_URL={emu.endpoint_url}", file=sys.stderr)
+        print(
+            "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+            "AWS_DEFAULT_REGION=us-east-1",
+            file=sys.stderr,
+        )
+        print("Serving until interrupted (Ctrl-C).", file=sys.stderr, flush=True)
+        stop.wait()
+    return 0

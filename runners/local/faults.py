@@ -1,0 +1,257 @@
+"""Fault injection and call accounting in front of the emulator's HTTP endpoint.
+
+A WSGI middleware sees every request before moto does. Tests use it to make chosen
+operations fail the way AWS fails (throttling, HTTP 500, a hung connection, an outage),
+to count the calls a worker makes, and to act right after a call was served (for
+example, kill a worker process once its ``StartJobRun`` succeeded) without any hook in
+production code.
+
+Operations are named ``"<service>:<Operation>"`` with the SigV4 signing name as the
+service (``states``, ``glue``, ``athena``, ``dynamodb``, ``s3``, ...); patterns use
+shell wildcards: ``"states:SendTask*"``, ``"glue:*"``, ``"*"``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+FaultKind = Literal["throttle", "error", "hang"]
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the emulator served, as an after-call hook sees it."""
+
+    service: str
+    operation: str
+    body: bytes
+    status: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}:{self.operation}"
+
+    def json(self) -> dict[str, Any]:
+        """The request body of a JSON-protocol call (empty for other protocols)."""
+        try:
+            parsed = json.loads(self.body or b"{}")
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+
+@dataclass
+class Fault:
+    """Answer matching calls with an AWS-style failure instead of serving them.
+
+    ``throttle`` answers ``ThrottlingException`` (S3: ``SlowDown``), ``error`` answers
+    HTTP 500, ``hang`` holds the request for ``seconds`` and then serves it. ``rate`` is
+    the share of matching calls affected; ``limit`` caps how many are affected in all.
+    """
+
+    pattern: str
+    kind: FaultKind
+    rate: float = 1.0
+    seconds: float = 0.0
+    limit: int | None = None
+    affected: int = field(default=0, init=False)
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.pattern)
+
+
+AfterCallHook = Callable[[Call], None]
+
+
+class FaultInjector:
+    """The middleware's shared, thread-safe state: faults, hooks and call counts."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._hooks: list[tuple[str, AfterCallHook]] = []
+        self._random = random.Random(seed)
+        self.calls: Counter[str] = Counter()
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def remove(self, fault: Fault) -> None:
+        with self._lock:
+            if fault in self._faults:
+                self._faults.remove(fault)
+
+    def outage(self, seconds: float) -> Fault:
+        """Hold every call until ``seconds`` from now have passed, as an outage would."""
+        return self.add(_Outage(pattern="*", kind="hang", until=time.monotonic() + seconds))
+
+    def on_call(self, pattern: str, hook: AfterCallHook) -> None:
+        """Run ``hook`` after a matching call was served, before its response is sent."""
+        with self._lock:
+            self._hooks.append((pattern, hook))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._hooks.clear()
+            self.calls.clear()
+
+    def count(self, pattern: str = "*") -> int:
+        with self._lock:
+            return sum(n for name, n in self.calls.items() if fnmatch.fnmatchcase(name, pattern))
+
+    def _pick_fault(self, name: str) -> Fault | None:
+        with self._lock:
+            self.calls[name] += 1
+            for fault in self._faults:
+                if not fault.matches(name) or _exhausted(fault):
+                    continue
+                if self._random.random() < fault.rate:
+                    fault.affected += 1
+                    return fault
+        return None
+
+    def _hooks_for(self, name: str) -> list[AfterCallHook]:
+        with self._lock:
+            return [hook for pattern, hook in self._hooks if fnmatch.fnmatchcase(name, pattern)]
+
+    def wrap(self, app: WSGIApp) -> WSGIApp:
+        return _Middleware(app, self)
+
+
+@dataclass
+class _Outage(Fault):
+    until: float = 0.0
+
+    def matches(self, name: str) -> bool:
+        return time.monotonic() < self.until and super().matches(name)
+
+
+def _exhausted(fault: Fault) -> bool:
+    return fault.limit is not None and fault.affected >= fault.limit
+
+
+class _Middleware:
+    def __init__(self, app: WSGIApp, injector: FaultInjector) -> None:
+        self._app = app
+        self._injector = injector
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        body = _read_body(environ)
+        service, operation, is_json = _identify(environ, body)
+        name = f"{service}:{operation}"
+        fault = self._injector._pick_fault(name)
+        if fault is not None:
+            if fault.kind != "hang":
+                return _failure(fault.kind, service, is_json, start_response)
+            _hang(fault)
+        hooks = self._injector._hooks_for(name)
+        if not hooks:
+            return self._app(environ, start_response)
+        return self._serve_then_call_hooks(environ, start_response, service, operation, body, hooks)
+
+    def _serve_then_call_hooks(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        service: str,
+        operation: str,
+        body: bytes,
+        hooks: list[AfterCallHook],
+    ) -> Iterator[bytes]:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured.update(status=status, headers=headers, exc_info=exc_info)
+            return lambda _data: None
+
+        chunks = list(self._app(environ, capture))
+        call = Call(service, operation, body, int(str(captured["status"]).split()[0]))
+        for hook in hooks:
+            hook(call)
+        start_response(captured["status"], captured["headers"], captured["exc_info"])
+        return iter(chunks)
+
+
+def _hang(fault: Fault) -> None:
+    if isinstance(fault, _Outage):
+        time.sleep(max(0.0, fault.until - time.monotonic()))
+    else:
+        time.sleep(fault.seconds)
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body: bytes = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+def _identify(environ: dict[str, Any], body: bytes) -> tuple[str, str, bool]:
+    """(service, operation, uses the JSON protocol) of a signed AWS request."""
+    scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service = scope.group(1) if scope else "unknown"
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return service, target.rsplit(".", 1)[-1], True
+    action = _query_action(environ.get("QUERY_STRING", "")) or _query_action(
+        body.decode("utf-8", "replace") if _is_form(environ) else ""
+    )
+    if action:
+        return service, action, False
+    return service, environ.get("REQUEST_METHOD", "GET"), False
+
+
+def _is_form(environ: dict[str, Any]) -> bool:
+    return "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", "")
+
+
+def _query_action(query: str) -> str | None:
+    values = parse_qs(query).get("Action")
+    return values[0] if values else None
+
+
+def _failure(
+    kind: FaultKind, service: str, is_json: bool, start_response: Callable[..., Any]
+) -> list[bytes]:
+    status, code, message = {
+        "throttle": ("400 Bad Request", "ThrottlingException", "Rate exceeded"),
+        "error": ("500 Internal Server Error", "InternalFailure", "Injected internal failure"),
+    }[kind]
+    if is_json:
+        payload = json.dumps({"__type": code, "message": message}).encode()
+        content_type = "application/x-amz-json-1.0"
+    elif service == "s3":
+        if kind == "throttle":
+            status, code = "503 Slow Down", "SlowDown"
+        payload = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+        content_type = "application/xml"
+    else:
+        code = "Throttling" if kind == "throttle" else code
+        payload = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+        ).encode()
+        content_type = "text/xml"
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(payload)))])
+    return [payload]

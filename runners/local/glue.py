@@ -1,0 +1,194 @@
+"""Glue job runs as AWS runs them: chosen duration and outcome, concurrency, stopping.
+
+What moto lacks and this adds (AWS Glue API reference, "Job runs"):
+- a run's state follows a wall-clock timeline chosen per job (``RunBehaviour``), ending
+  SUCCEEDED, FAILED / ERROR / TIMEOUT with an ``ErrorMessage``, or STOPPED;
+- ``ConcurrentRunsExceededException`` once ``MaxConcurrentRuns`` runs are active, checked
+  atomically (moto counts only STARTING/RUNNING and races concurrent starts);
+- ``BatchStopJobRun`` (not in moto): STOPPING, then STOPPED;
+- ``GetJobRuns`` newest first, ``MaxResults`` 1-200 (moto: oldest first).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.glue.exceptions import (
+    ConcurrentRunsExceededException,
+    InvalidInputException,
+)
+from moto.glue.models import FakeJob, FakeJobRun
+from moto.glue.responses import GlueResponse
+
+from runners.local.timeline import RunBehaviour, Timeline
+
+ACTIVE_STATES = frozenset({"STARTING", "RUNNING", "STOPPING", "WAITING"})
+ERROR_STATES = frozenset({"FAILED", "ERROR", "TIMEOUT"})
+_STOPPING = ("STOPPING", 0.2)
+_MAX_STOP_BATCH = 25
+_MAX_PAGE = 200
+
+
+class GlueRunBehaviours:
+    """Which ``RunBehaviour`` each job's new runs follow (``default`` for unnamed jobs)."""
+
+    def __init__(self) -> None:
+        self.default = RunBehaviour()
+        self._by_job: dict[str, RunBehaviour] = {}
+
+    def set(self, job_name: str, behaviour: RunBehaviour) -> None:
+        self._by_job[job_name] = behaviour
+
+    def for_job(self, job_name: str) -> RunBehaviour:
+        return self._by_job.get(job_name, self.default)
+
+    def clear(self) -> None:
+        self.default = RunBehaviour()
+        self._by_job.clear()
+
+
+BEHAVIOURS = GlueRunBehaviours()
+_start_lock = threading.Lock()
+
+
+class EmulatedJobRun(FakeJobRun):  # type: ignore[misc]
+    """A moto job run whose state is read off its timeline instead of moto's ticks."""
+
+    timeline: Timeline
+    error_message: str | None
+
+    @property
+    def status(self) -> str:
+        return self.timeline.state()
+
+    def advance(self) -> None:
+        """Reads do not move the run; the clock does."""
+
+    def stop(self) -> bool:
+        return self.timeline.stop("STOPPED", stopping=_STOPPING)
+
+    def as_dict(self) -> dict[str, Any]:
+        now = time.time()
+        run: dict[str, Any] = super().as_dict()
+        state = self.timeline.state(now)
+        run["JobRunState"] = state
+        run["LastModifiedOn"] = _datetime(self.timeline.last_change_at(now))
+        run["ExecutionTime"] = int(self.timeline.seconds_in("RUNNING", now))
+        completed_at = self.timeline.completed_at(now)
+        if completed_at is None:
+            run.pop("CompletedOn", None)
+        else:
+            run["CompletedOn"] = _datetime(completed_at)
+        if state in ERROR_STATES and self.error_message:
+            run["ErrorMessage"] = self.error_message
+        return run
+
+
+def _datetime(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+def start_job_run(
+    self: FakeJob,
+    allocated_capacity: int | None,
+    max_capacity: float | None,
+    timeout: int | None,
+    worker_type: str | None,
+    security_configuration: str | None,
+    number_of_workers: int | None,
+    notification_property: dict[str, int] | None,
+    previous_run_id: str | None,
+    arguments: dict[str, str] | None,
+) -> str:
+    """Replaces ``FakeJob.start_job_run``: atomic concurrency check, timed run."""
+    with _start_lock:
+        active = sum(1 for run in self.job_runs if run.status in ACTIVE_STATES)
+        if active >= self.execution_property.get("MaxConcurrentRuns", 1):
+            raise ConcurrentRunsExceededException(
+                f"Concurrent runs exceeded for {self.name}: {active} active"
+            )
+        run = EmulatedJobRun(
+            job_name=self.name,
+            arguments={
+                **self.default_arguments,
+                **(arguments or {}),
+                **(self.non_overridable_arguments or {}),
+            },
+            allocated_capacity=allocated_capacity or self.allocated_capacity,
+            max_capacity=max_capacity or self.max_capacity,
+            timeout=timeout or self.timeout,
+            worker_type=worker_type or self.worker_type,
+            security_configuration=security_configuration or self.security_configuration,
+            number_of_workers=number_of_workers or self.number_of_workers,
+            notification_property=notification_property or self.notification_property,
+            job_run_id=previous_run_id,
+        )
+        behaviour = limit_to_timeout(BEHAVIOURS.for_job(self.name), run.timeout)
+        run.timeline = behaviour.timeline("STARTING")
+        run.error_message = behaviour.error_message
+        self.job_runs.append(run)
+        return str(run.job_run_id)
+
+
+def limit_to_timeout(behaviour: RunBehaviour, timeout_minutes: int | None) -> RunBehaviour:
+    """A run longer than its ``Timeout`` (minutes) ends in TIMEOUT, as on AWS."""
+    if not timeout_minutes or behaviour.duration <= timeout_minutes * 60:
+        return behaviour
+    return RunBehaviour(
+        duration=timeout_minutes * 60,
+        final_state="TIMEOUT",
+        error_message=f"Job run timed out after {timeout_minutes} minutes",
+    )
+
+
+def batch_stop_job_run(self: GlueResponse) -> ActionResult:
+    job_name = self._get_param("JobName")
+    run_ids: list[str] = self._get_param("JobRunIds") or []
+    if not 1 <= len(run_ids) <= _MAX_STOP_BATCH:
+        raise InvalidInputException(
+            "BatchStopJobRun", f"JobRunIds must hold 1 to {_MAX_STOP_BATCH} run ids"
+        )
+    runs = {run.job_run_id: run for run in self.glue_backend.get_job(job_name).job_runs}
+    stopped, errors = [], []
+    for run_id in run_ids:
+        run = runs.get(run_id)
+        if isinstance(run, EmulatedJobRun) and run.stop():
+            stopped.append({"JobName": job_name, "JobRunId": run_id})
+            continue
+        code, message = (
+            ("EntityNotFoundException", f"Job run {run_id} not found")
+            if run is None
+            else ("InvalidInputException", f"Job run {run_id} is {run.status}, not running")
+        )
+        errors.append(
+            {
+                "JobName": job_name,
+                "JobRunId": run_id,
+                "ErrorDetail": {"ErrorCode": code, "ErrorMessage": message},
+            }
+        )
+    return ActionResult({"SuccessfulSubmissions": stopped, "Errors": errors})
+
+
+def get_job_runs(self: GlueResponse) -> ActionResult:
+    job = self.glue_backend.get_job(self._get_param("JobName"))
+    max_results = self._get_int_param("MaxResults") or _MAX_PAGE
+    if not 1 <= max_results <= _MAX_PAGE:
+        raise InvalidInputException("GetJobRuns", f"MaxResults must be 1 to {_MAX_PAGE}")
+    start = int(self._get_param("NextToken") or 0)
+    newest_first = list(reversed(job.job_runs))
+    page = newest_first[start : start + max_results]
+    result: dict[str, Any] = {"JobRuns": [run.as_dict() for run in page]}
+    if start + max_results < len(newest_first):
+        result["NextToken"] = str(start + max_results)
+    return ActionResult(result)
+
+
+def install() -> None:
+    FakeJob.start_job_run = start_job_run
+    GlueResponse.batch_stop_job_run = batch_stop_job_run
+    GlueResponse.get_job_runs = get_job_runs

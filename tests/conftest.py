@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from runners.local import Emulator
+from tests.aio import AioClient, AioLoop
+
+# Long polls end after this many seconds in tests (AWS: 60).
+POLL_SECONDS = 1.0
+
+ClientFactory = Callable[[str], Any]
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(activity_poll_seconds=POLL_SECONDS) as emu:
+        yield emu
+
+
+@pytest.fixture
+def aws(emulator: Emulator) -> Iterator[Emulator]:
+    """The session's emulator, as an empty account for this test."""
+    emulator.reset()
+    yield emulator
+    emulator.reset()
+
+
+@pytest.fixture(scope="session")
+def aio_loop() -> Iterator[AioLoop]:
+    loop = AioLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(params=["boto3", "aiobotocore"])
+def client(
+    request: pytest.FixtureRequest, aws: Emulator, aio_loop: AioLoop
+) -> Iterator[ClientFactory]:
+    """``client("glue")``: a client of the parametrised SDK bound to the emulator."""
+    made: dict[str, Any] = {}
+
+    def factory(service: str) -> Any:
+        if service not in made:
+            made[service] = (
+                aws.client(service)
+                if request.param == "boto3"
+                else aio_loop.client(service, aws.endpoint_url, aws.client_env())
+            )
+        return made[service]
+
+    yield factory
+    for made_client in made.values():
+        if isinstance(made_client, AioClient):
+            made_client.close()

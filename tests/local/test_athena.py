@@ -1,0 +1,191 @@
+"""Athena query executions on the emulator, through boto3 and aiobotocore.
+
+Quotes are from the Amazon Athena API reference
+(https://docs.aws.amazon.com/athena/latest/APIReference/).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from runners.local import Emulator, RunBehaviour
+from tests.conftest import ClientFactory
+from tests.helpers import error_code, wait_until
+
+OUTPUT = {"OutputLocation": "s3://athena-results/"}
+
+
+@pytest.fixture
+def athena(client: ClientFactory) -> Any:
+    return client("athena")
+
+
+def start(athena: Any, query: str = "SELECT 1", **extra: Any) -> str:
+    query_id: str = athena.start_query_execution(
+        QueryString=query, ResultConfiguration=OUTPUT, **extra
+    )["QueryExecutionId"]
+    return query_id
+
+
+def status(athena: Any, query_id: str) -> dict[str, Any]:
+    execution = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+    state: dict[str, Any] = execution["Status"]
+    return state
+
+
+def test_client_request_token_starts_one_query(athena: Any) -> None:
+    """StartQueryExecution ClientRequestToken: "If another StartQueryExecution request
+    is received, the same response is returned and another query is not created." """
+    token = "task-5f0c6b1e8d2a4f3b9c7d1e2f3a4b5c6d"
+
+    first = start(athena, "SELECT * FROM sales", ClientRequestToken=token)
+    second = start(athena, "SELECT * FROM sales", ClientRequestToken=token)
+
+    assert first == second
+    assert athena.list_query_executions()["QueryExecutionIds"] == [first]
+    assert start(athena, "SELECT * FROM sales") != first
+
+
+def test_a_reused_token_with_changed_parameters_is_rejected(athena: Any) -> None:
+    """ClientRequestToken: "An error is returned if a parameter, such as QueryString,
+    has changed." """
+    token = "task-0123456789abcdef0123456789abcdef"
+    start(athena, "SELECT 1", ClientRequestToken=token)
+
+    with pytest.raises(ClientError) as raised:
+        start(athena, "SELECT 2", ClientRequestToken=token)
+
+    assert error_code(raised.value) == "InvalidRequestException"
+
+
+def test_batch_get_query_execution_reports_unknown_ids(athena: Any) -> None:
+    """BatchGetQueryExecution: "Returns the details of a single query execution or a list
+    of up to 50 query executions". UnprocessedQueryExecutionIds: "Information about the
+    query executions that failed to run." """
+    known = [start(athena, f"SELECT {n}") for n in range(3)]
+
+    response = athena.batch_get_query_execution(QueryExecutionIds=[*known, "no-such-query"])
+
+    assert [q["QueryExecutionId"] for q in response["QueryExecutions"]] == known
+    assert [q["Query"] for q in response["QueryExecutions"]] == ["SELECT 0", "SELECT 1", "SELECT 2"]
+    unprocessed = response["UnprocessedQueryExecutionIds"]
+    assert [u["QueryExecutionId"] for u in unprocessed] == ["no-such-query"]
+    assert unprocessed[0]["ErrorMessage"]
+
+
+def test_batch_get_query_execution_takes_at_most_fifty_ids(athena: Any) -> None:
+    """QueryExecutionIds: "Minimum number of 1 item. Maximum number of 50 items." """
+    ids = [start(athena, f"SELECT {n}") for n in range(51)]
+
+    assert (
+        len(athena.batch_get_query_execution(QueryExecutionIds=ids[:50])["QueryExecutions"]) == 50
+    )
+    with pytest.raises(ClientError) as raised:
+        athena.batch_get_query_execution(QueryExecutionIds=ids)
+    assert error_code(raised.value) in {"InvalidRequestException", "ValidationException"}
+
+
+def test_a_query_succeeds_at_its_wall_clock_time(aws: Emulator, athena: Any) -> None:
+    """QueryExecutionStatus.State: "QUEUED indicates that the query has been submitted
+    ... RUNNING indicates that the query is in execution phase. SUCCEEDED indicates that
+    the query completed without errors." The state follows the clock, not the reads."""
+    aws.athena_queries.add("FROM sales", RunBehaviour(duration=1.0, data_scanned_bytes=2048))
+    query_id = start(athena, "SELECT day, sum(revenue) FROM sales GROUP BY day")
+    time.sleep(0.5)
+    running = status(athena, query_id)
+
+    time.sleep(1.0)
+    execution = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+
+    assert running["State"] == "RUNNING"
+    assert "CompletionDateTime" not in running
+    assert execution["Status"]["State"] == "SUCCEEDED"
+    assert execution["Status"]["CompletionDateTime"] >= execution["Status"]["SubmissionDateTime"]
+    assert execution["Statistics"]["DataScannedInBytes"] == 2048
+    assert 800 <= execution["Statistics"]["EngineExecutionTimeInMillis"] <= 1000
+    assert execution["ResultConfiguration"]["OutputLocation"] == (
+        f"s3://athena-results/{query_id}.csv"
+    )
+
+
+def test_a_failed_query_carries_its_reason(aws: Emulator, athena: Any) -> None:
+    """QueryExecutionStatus: "FAILED indicates that the query experienced an error and
+    did not complete processing." AthenaError: "Provides information about an Athena
+    query error." StateChangeReason: "Further detail about the status of the query." """
+    aws.athena_queries.add(
+        "broken",
+        RunBehaviour(duration=0.2, final_state="FAILED", error_message="SYNTAX_ERROR: line 1:8"),
+    )
+    query_id = start(athena, "SELECT broken(")
+
+    failed = wait_until(lambda: (s := status(athena, query_id))["State"] == "FAILED" and s)
+
+    assert failed["StateChangeReason"] == "SYNTAX_ERROR: line 1:8"
+    assert failed["AthenaError"]["ErrorMessage"] == "SYNTAX_ERROR: line 1:8"
+    assert failed["AthenaError"]["Retryable"] is False
+
+
+def test_a_transient_failure_is_queued_again(aws: Emulator, athena: Any) -> None:
+    """QueryExecutionStatus.State: "Athena automatically retries your queries in cases
+    of certain transient errors. As a result, you may see the query state transition
+    from RUNNING or FAILED to QUEUED." """
+    aws.athena_queries.add(
+        "flaky",
+        RunBehaviour(
+            phases=(
+                ("QUEUED", 0.1),
+                ("RUNNING", 0.2),
+                ("FAILED", 0.4),
+                ("QUEUED", 0.2),
+                ("RUNNING", 0.2),
+            ),
+            error_message="Internal error, retrying",
+        ),
+    )
+    query_id = start(athena, "SELECT flaky")
+    seen: list[str] = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and (not seen or seen[-1] != "SUCCEEDED"):
+        state = status(athena, query_id)
+        if not seen or seen[-1] != state["State"]:
+            seen.append(state["State"])
+            if state["State"] == "FAILED":
+                assert state["AthenaError"]["Retryable"] is True
+        time.sleep(0.03)
+
+    assert seen == ["QUEUED", "RUNNING", "FAILED", "QUEUED", "RUNNING", "SUCCEEDED"]
+
+
+def test_stop_query_execution_cancels_a_running_query(aws: Emulator, athena: Any) -> None:
+    """QueryExecutionStatus: "CANCELLED indicates that a user input interrupted query
+    execution." """
+    aws.athena_queries.default = RunBehaviour(duration=30)
+    query_id = start(athena)
+
+    athena.stop_query_execution(QueryExecutionId=query_id)
+
+    cancelled = status(athena, query_id)
+    assert cancelled["State"] == "CANCELLED"
+    assert "CompletionDateTime" in cancelled
+
+
+def test_unknown_query_ids_answer_invalid_request(athena: Any) -> None:
+    """GetQueryExecution / StopQueryExecution errors: "InvalidRequestException: Indicates
+    that something is wrong with the input to the request." """
+    for call in (athena.get_query_execution, athena.stop_query_execution):
+        with pytest.raises(ClientError) as raised:
+            call(QueryExecutionId="no-such-query")
+        assert error_code(raised.value) == "InvalidRequestException"
+
+
+def test_execution_parameters_are_kept(athena: Any) -> None:
+    """ExecutionParameters: "A list of values for the parameters in a query." """
+    query_id = start(athena, "SELECT * FROM t WHERE day = ?", ExecutionParameters=["'2024-01-01'"])
+
+    execution = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+
+    assert execution["ExecutionParameters"] == ["'2024-01-01'"]
