@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from runners.errors import ConfigError
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="serve runners in one process until SIGTERM")
+    worker.add_argument(
+        "--config",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a runner config (JSON); repeat for several runners",
+    )
+    worker.add_argument(
+        "--create-table", action="store_true", help="create the job tables if missing (local use)"
+    )
+
     emulator = commands.add_parser(
         "emulator", help="run the embedded AWS emulator in the foreground"
     )
@@ -25,9 +42,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how long GetActivityTask waits for a task (default: 60, as on AWS)",
     )
     args = parser.parse_args(argv)
-    if args.command == "emulator":
+    try:
+        if args.command == "worker":
+            return run_worker(args.config, args.create_table)
         return run_emulator(args.host, args.port, args.activity_poll_seconds)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_worker(config_files: Sequence[str], create_table: bool) -> int:
+    """Serve until SIGTERM/SIGINT, then drain polls, hand over held tasks and exit 0."""
+    from runners import logs, settings
+    from runners.engine.worker import Worker
+    from runners.runtime import open_engines
+
+    logs.configure(os.environ.get("RUNNERS_LOG_LEVEL", "INFO"))
+    configs = [settings.load_file(path, os.environ) for path in config_files]
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with open_engines(configs, create_tables=create_table) as engines:
+            await Worker(engines).run(stop)
+
+    asyncio.run(serve())
+    return 0
 
 
 def run_emulator(host: str, port: int, activity_poll_seconds: float) -> int:

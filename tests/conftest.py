@@ -21,9 +21,12 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def aws(emulator: Emulator) -> Iterator[Emulator]:
-    """The session's emulator, as an empty account for this test."""
+def aws(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The session's emulator, as an empty account for this test, exported through the
+    standard AWS variables as a deployment would be."""
     emulator.reset()
+    for name, value in emulator.client_env().items():
+        monkeypatch.setenv(name, value)
     yield emulator
     emulator.reset()
 

@@ -11,7 +11,8 @@ What moto lacks and this adds (Amazon Athena API reference):
   ``StateChangeReason``) / CANCELLED; explicit phases can show a transient failure that
   Athena queues again ("you may see the query state transition from RUNNING or FAILED
   to QUEUED", ``QueryExecutionStatus``);
-- statistics that follow the timeline, and ``InvalidRequestException`` for unknown ids.
+- statistics that follow the timeline, and ``InvalidRequestException`` for unknown
+  query and named-query ids.
 """
 
 from __future__ import annotations
@@ -220,7 +221,19 @@ def query_execution(execution: EmulatedQueryExecution) -> dict[str, Any]:
     return result
 
 
+_get_named_query = AthenaResponse.get_named_query
+
+
+def get_named_query(self: AthenaResponse) -> Any:
+    """An unknown id answers InvalidRequestException (moto fails with HTTP 500)."""
+    named_query_id = self._get_param("NamedQueryId")
+    if self.athena_backend.get_named_query(named_query_id) is None:
+        raise InvalidRequestException(f"NamedQuery {named_query_id} was not found")
+    return _get_named_query(self)
+
+
 def install() -> None:
+    AthenaResponse.get_named_query = get_named_query
     AthenaResponse.start_query_execution = start_query_execution
     AthenaResponse.get_query_execution = get_query_execution
     AthenaResponse.batch_get_query_execution = batch_get_query_execution

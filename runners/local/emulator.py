@@ -116,6 +116,15 @@ class Emulator:
         self.athena_queries.clear()
         self.faults.clear()
 
+    def issued_task_tokens(self) -> list[str]:
+        """Every activity task token handed out so far (to check logs never hold one)."""
+        return [
+            token
+            for account in stepfunctions.BACKENDS.values()
+            for backend in account.values()
+            for token in backend.activity_tasks
+        ]
+
     def __enter__(self) -> Emulator:
         return self.start()
 

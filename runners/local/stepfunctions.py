@@ -18,7 +18,8 @@ the AWS Step Functions API reference:
   ``SendTaskSuccess`` / ``SendTaskFailure`` / ``SendTaskHeartbeat`` answer
   ``TaskTimedOut``; a token never issued answers ``InvalidToken``;
 - ``SendTaskFailure`` keeps its ``cause`` (moto drops it);
-- ``StartExecution`` without a name gets a generated UUID name.
+- ``StartExecution`` without a name gets a generated UUID name;
+- ``DescribeExecution`` returns an output that is a JSON string as JSON.
 
 One lock per task decides between a report and a timeout, so the two can never both
 win: the task's own deadlines replace the interpreter's generic state timeout.
@@ -535,8 +536,23 @@ def send_task_failure(self: StepFunctionResponse) -> str:
     return "{}"
 
 
+_describe_execution = StepFunctionResponse.describe_execution
+
+
+def describe_execution(self: StepFunctionResponse) -> Any:
+    """DescribeExecution ``output``: "The JSON output data of the execution." moto passes
+    an output that is a JSON string through unencoded; encode it."""
+    response = _describe_execution(self)
+    execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
+    description = response.result
+    if isinstance(execution.output, str) and "output" in description:
+        description["output"] = json.dumps(execution.output)
+    return response
+
+
 def install() -> None:
     parser_models.stepfunctions_parser_backends = BACKENDS
+    StepFunctionResponse.describe_execution = describe_execution
     state_task_factory.StateTaskActivity = EmulatedStateTaskActivity
     StepFunctionResponse.get_activity_task = get_activity_task
     StepFunctionResponse.send_task_failure = send_task_failure

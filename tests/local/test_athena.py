@@ -148,7 +148,7 @@ def test_a_transient_failure_is_queued_again(aws: Emulator, athena: Any) -> None
     )
     query_id = start(athena, "SELECT flaky")
     seen: list[str] = []
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 5
     while time.monotonic() < deadline and (not seen or seen[-1] != "SUCCEEDED"):
         state = status(athena, query_id)
         if not seen or seen[-1] != state["State"]:
@@ -173,13 +173,17 @@ def test_stop_query_execution_cancels_a_running_query(aws: Emulator, athena: Any
     assert "CompletionDateTime" in cancelled
 
 
-def test_unknown_query_ids_answer_invalid_request(athena: Any) -> None:
-    """GetQueryExecution / StopQueryExecution errors: "InvalidRequestException: Indicates
-    that something is wrong with the input to the request." """
+def test_unknown_ids_answer_invalid_request(athena: Any) -> None:
+    """GetQueryExecution / StopQueryExecution / GetNamedQuery errors:
+    "InvalidRequestException: Indicates that something is wrong with the input to the
+    request." """
     for call in (athena.get_query_execution, athena.stop_query_execution):
         with pytest.raises(ClientError) as raised:
             call(QueryExecutionId="no-such-query")
         assert error_code(raised.value) == "InvalidRequestException"
+    with pytest.raises(ClientError) as raised:
+        athena.get_named_query(NamedQueryId="no-such-named-query")
+    assert error_code(raised.value) == "InvalidRequestException"
 
 
 def test_execution_parameters_are_kept(athena: Any) -> None:

@@ -512,3 +512,20 @@ def test_hundred_parallel_executions_served_by_ten_pollers(aws: Emulator) -> Non
     assert statuses == {"SUCCEEDED": 100}
     assert len(delivered) == 200
     assert set(delivered.values()) == {1}
+
+
+def test_a_string_output_is_described_as_json(sfn: Any) -> None:
+    """DescribeExecution output: "The JSON output data of the execution." A Pass state
+    whose Result is a string ends the execution with a JSON string."""
+    machine = create_machine(
+        sfn,
+        "string-output",
+        {
+            "StartAt": "P",
+            "States": {"P": {"Type": "Pass", "Result": "done, with a fallback", "End": True}},
+        },
+    )
+
+    execution = start(sfn, machine)
+
+    assert json.loads(finished(sfn, execution)["output"]) == "done, with a fallback"

@@ -1,0 +1,388 @@
+"""The engine: one activity's tasks from receipt to report, for any runner.
+
+Crash-safety protocol (a worker can die between any two steps):
+1. a received task is stored (STARTING) before anything is started;
+2. the job starts with the task's idempotency key; after a crash or an ambiguous
+   failure the runner finds the run by that key instead of starting another;
+3. the run id is stored (RUNNING);
+4. finished jobs are reported; a report answered "task closed" counts as done;
+5. the record is closed (DONE) and kept for audit until its TTL.
+Every write is conditional on still owning the record, so after a takeover only the new
+owner acts; orphans (expired leases) are claimed with one conditional write each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any, Generic
+
+import structlog
+
+from runners.engine.activity import ActivityChannel, ActivityTask
+from runners.engine.records import Outcome, Status, TaskRecord, task_id_for
+from runners.engine.runner import (
+    Failed,
+    Job,
+    JobStatus,
+    Runner,
+    SpecT,
+    Succeeded,
+    parse_document,
+)
+from runners.engine.store import JobStore
+from runners.errors import RunnerInputError, TaskFailure, TryLater
+from runners.logs import get_logger, token_hash
+from runners.retry import retry
+from runners.settings import RunnerConfig
+
+# Retries inside one check cycle give up after this long; the next cycle tries again.
+CYCLE_RETRY_SECONDS = 30.0
+# How many AWS operations one engine runs at once.
+CONCURRENCY = 64
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    input_errors: int = 0
+    started: int = 0
+    checked: int = 0
+    heartbeats: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    claimed: int = 0
+    lost: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class InFlight(Generic[SpecT]):
+    """An owned task in memory: its record, its parsed input, its timers."""
+
+    record: TaskRecord
+    spec: SpecT
+    log: structlog.stdlib.BoundLogger
+    heartbeat_at: float
+    may_exist: bool = False  # an earlier start attempt may have started the job
+    start_at: float = 0.0  # when to (re)try the start
+    busy: bool = field(default=False, repr=False)
+
+
+class Engine(Generic[SpecT]):
+    def __init__(
+        self,
+        config: RunnerConfig,
+        runner: Runner[SpecT],
+        channel: ActivityChannel,
+        store: JobStore,
+        owner: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config, self.runner, self.channel = config, runner, channel
+        self.store, self.owner, self.clock = store, owner, clock
+        self.in_flight: dict[str, InFlight[SpecT]] = {}
+        self.counters = Counters()
+        self.capacity_freed = asyncio.Event()
+        self._accepting = 0
+        self.polls_open = 0
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+        self.log = get_logger(activity=config.activity_arn, runner=runner.name)
+
+    @property
+    def load(self) -> int:
+        """Tasks held or about to be: in flight, being accepted, or coming from a poll."""
+        return len(self.in_flight) + self._accepting + self.polls_open
+
+    def has_capacity(self) -> bool:
+        return self.load < self.config.max_in_flight
+
+    # Receiving ---------------------------------------------------------------------
+
+    def accept(self, task: ActivityTask) -> Coroutine[Any, Any, None]:
+        """Count a task a poll brought as held at once; the returned coroutine
+        validates, stores and starts it."""
+        self.counters.received += 1
+        self._accepting += 1
+        return self._accept(task)
+
+    async def _accept(self, task: ActivityTask) -> None:
+        try:
+            flight = await self._receive(task)
+        finally:
+            self._accepting -= 1
+            self.capacity_freed.set()
+        if flight is not None and flight.record.status == Status.STARTING:
+            await self._exclusive(flight, self._start(flight))
+
+    async def _receive(self, task: ActivityTask) -> InFlight[SpecT] | None:
+        log = self.log.bind(token=token_hash(task.token))
+        try:
+            document = parse_document(task.input)
+            spec = self.runner.parse(document)
+        except RunnerInputError as error:
+            self.counters.input_errors += 1
+            log.warning("task input rejected", field=error.field, problem=error.problem)
+            await retry(partial(self.channel.fail, task.token, error.error, error.cause), None)
+            return None
+        now = self.clock()
+        record = TaskRecord(
+            task_id=task_id_for(task.token),
+            token=task.token,
+            activity_arn=self.config.activity_arn,
+            runner=self.runner.name,
+            task_input=document,
+            owner=self.owner,
+            lease_expires_at=now + self.config.lease_seconds,
+            created_at=now,
+        )
+        # A received task must not be lost: keep trying to store it.
+        stored = await retry(lambda: self.store.create(record), None)
+        if stored.owner != self.owner:
+            log.warning("task already held by another worker", owner=stored.owner)
+            return None
+        flight = InFlight(stored, spec, log.bind(**self.runner.describe(spec)), heartbeat_at=now)
+        self.in_flight[stored.task_id] = flight
+        flight.log.info("task received")
+        return flight
+
+    # Starting ----------------------------------------------------------------------
+
+    async def _start(self, flight: InFlight[SpecT]) -> None:
+        record = flight.record
+
+        async def attempt() -> str:
+            try:
+                return await self.runner.start(flight.spec, record.key, flight.may_exist)
+            except (TryLater, TaskFailure):
+                raise
+            except Exception:
+                flight.may_exist = True  # the request may have reached the service
+                raise
+
+        now = self.clock()
+        try:
+            run_id = await retry(attempt, CYCLE_RETRY_SECONDS)
+        except TryLater as later:
+            if now >= record.created_at + self.config.start_timeout_seconds:
+                await self._close(flight, Failed(later.error, {"reason": later.reason}))
+            else:
+                flight.start_at = now + self.config.check_interval_seconds
+                flight.log.info("start deferred", reason=later.reason)
+            return
+        except TaskFailure as failure:
+            await self._close(flight, Failed(failure.error, _cause(failure.cause)))
+            return
+        except Exception:
+            flight.start_at = now + self.config.check_interval_seconds
+            flight.log.exception("start failed; will retry")
+            return
+        record.run_id, record.status, record.started_at = run_id, Status.RUNNING, self.clock()
+        flight.log = flight.log.bind(run_id=run_id)
+        if await self._save(flight):
+            self.counters.started += 1
+            flight.log.info("job started")
+
+    # Checking ----------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """One cycle: retry pending starts, check running jobs in batches, report the
+        finished, heartbeat the rest when due, renew leases that run short."""
+        now = self.clock()
+        idle = [f for f in self.in_flight.values() if not f.busy]
+        pending = {
+            f.record.task_id
+            for f in idle
+            if f.record.status == Status.STARTING and f.start_at <= now
+        }
+        running = [f for f in idle if f.record.status == Status.RUNNING]
+        statuses = await self._statuses(running)
+        finished: dict[str, Succeeded | Failed] = {}
+        for flight in running:
+            status = statuses.get(flight.record.run_id or "")
+            if isinstance(status, Succeeded | Failed):
+                finished[flight.record.task_id] = status
+        operations: list[tuple[InFlight[SpecT], Awaitable[None]]] = []
+        for flight in idle:
+            task_id = flight.record.task_id
+            if flight.busy or task_id not in self.in_flight:
+                continue  # taken up or let go while the statuses were fetched
+            if task_id in finished:
+                operations.append((flight, self._close(flight, finished[task_id])))
+            elif task_id in pending:
+                operations.append((flight, self._start(flight)))
+            elif now - flight.heartbeat_at >= self.config.heartbeat_interval_seconds:
+                operations.append((flight, self._heartbeat(flight)))
+            elif flight.record.lease_expires_at - now < self.config.lease_seconds / 2:
+                operations.append((flight, self._renew(flight)))
+        await asyncio.gather(*(self._exclusive(f, op) for f, op in operations))
+
+    async def _statuses(self, flights: list[InFlight[SpecT]]) -> dict[str, JobStatus]:
+        if not flights:
+            return {}
+        jobs = [Job(f.spec, f.record.run_id or "") for f in flights]
+        try:
+            statuses = await retry(lambda: self.runner.check(jobs), CYCLE_RETRY_SECONDS)
+        except Exception:
+            self.log.exception("status check failed; will retry", jobs=len(jobs))
+            return {}
+        self.counters.checked += len(jobs)
+        return dict(statuses)
+
+    async def _heartbeat(self, flight: InFlight[SpecT]) -> None:
+        open_ = await retry(
+            lambda: self.channel.heartbeat(flight.record.token), CYCLE_RETRY_SECONDS
+        )
+        self.counters.heartbeats += 1
+        if open_:
+            flight.heartbeat_at = self.clock()
+            if flight.record.lease_expires_at - self.clock() < self.config.lease_seconds / 2:
+                await self._renew(flight)
+        else:
+            await self._cancel(flight)
+
+    async def _renew(self, flight: InFlight[SpecT]) -> None:
+        flight.record.lease_expires_at = self.clock() + self.config.lease_seconds
+        await self._save(flight)
+
+    # Closing -----------------------------------------------------------------------
+
+    async def _close(self, flight: InFlight[SpecT], status: Succeeded | Failed) -> None:
+        """Report the outcome, then close the record."""
+        token = flight.record.token
+        if isinstance(status, Succeeded):
+            reported = await retry(
+                lambda: self.channel.succeed(token, status.output), CYCLE_RETRY_SECONDS
+            )
+            outcome, error = Outcome.SUCCEEDED, None
+        else:
+            cause = json.dumps(status.cause, default=str)
+            reported = await retry(
+                lambda: self.channel.fail(token, status.error, cause), CYCLE_RETRY_SECONDS
+            )
+            outcome, error = Outcome.FAILED, status.error
+        if not reported:
+            flight.log.info("task was already closed")
+        await self._done(flight, outcome, error)
+        if outcome is Outcome.SUCCEEDED:
+            self.counters.succeeded += 1
+            flight.log.info("task succeeded")
+        else:
+            self.counters.failed += 1
+            flight.log.warning("task failed", error=error)
+
+    async def _cancel(self, flight: InFlight[SpecT]) -> None:
+        """The execution stopped or timed out: stop the job, close the record."""
+        flight.log.info("task closed by Step Functions; stopping the job")
+        if flight.record.run_id:
+            job = Job(flight.spec, flight.record.run_id)
+            try:
+                await retry(lambda: self.runner.stop(job), CYCLE_RETRY_SECONDS)
+            except Exception:
+                flight.log.exception("could not stop the job")
+        await self._done(flight, Outcome.CANCELLED, None)
+        self.counters.cancelled += 1
+
+    async def _done(self, flight: InFlight[SpecT], outcome: Outcome, error: str | None) -> None:
+        record = flight.record
+        record.status, record.outcome, record.error = Status.DONE, outcome, error
+        record.finished_at = self.clock()
+        await self._save(flight)
+        self._forget(flight)
+
+    # Ownership ---------------------------------------------------------------------
+
+    async def claim(self) -> int:
+        """Take over tasks whose owner stopped renewing their leases."""
+        now = self.clock()
+        try:
+            records = await retry(
+                lambda: self.store.claim_expired(
+                    self.config.activity_arn, self.owner, now + self.config.lease_seconds, now
+                ),
+                CYCLE_RETRY_SECONDS,
+            )
+        except Exception:
+            self.log.exception("claiming orphaned tasks failed; will retry")
+            return 0
+        for record in records:
+            self._adopt(record)
+        self.counters.claimed += len(records)
+        return len(records)
+
+    def _adopt(self, record: TaskRecord) -> None:
+        known = self.in_flight.get(record.task_id)
+        if known is not None:  # our own lease ran out; it is ours again
+            known.record.lease_expires_at = record.lease_expires_at
+            return
+        log = self.log.bind(token=token_hash(record.token), run_id=record.run_id)
+        try:
+            spec = self.runner.parse(record.task_input)
+        except RunnerInputError:
+            log.exception("stored input no longer parses")
+            return
+        flight = InFlight(
+            record,
+            spec,
+            log.bind(**self.runner.describe(spec)),
+            heartbeat_at=0.0,
+            may_exist=record.status == Status.STARTING,
+        )
+        self.in_flight[record.task_id] = flight
+        flight.log.info("task taken over")
+
+    async def release(self) -> None:
+        """Hand every held task to the next worker at once (graceful shutdown)."""
+        now = self.clock()
+        for flight in list(self.in_flight.values()):
+            flight.record.lease_expires_at = now
+        await asyncio.gather(
+            *(self._save(f) for f in self.in_flight.values()), return_exceptions=True
+        )
+        self.in_flight.clear()
+        self.capacity_freed.set()
+
+    async def _save(self, flight: InFlight[SpecT]) -> bool:
+        if await retry(lambda: self.store.save(flight.record), CYCLE_RETRY_SECONDS):
+            return True
+        flight.log.warning("task taken over by another worker; letting go")
+        self.counters.lost += 1
+        self._forget(flight)
+        return False
+
+    def _forget(self, flight: InFlight[SpecT]) -> None:
+        self.in_flight.pop(flight.record.task_id, None)
+        self.capacity_freed.set()
+
+    async def _exclusive(self, flight: InFlight[SpecT], operation: Awaitable[None]) -> None:
+        """Run one operation on a task at a time, within the engine's concurrency."""
+        flight.busy = True
+        try:
+            async with self._limit:
+                await operation
+        except Exception:
+            flight.log.exception("operation failed; will retry next cycle")
+        finally:
+            flight.busy = False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner.name,
+            "in_flight": len(self.in_flight),
+            **self.counters.as_dict(),
+        }
+
+
+def _cause(cause: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return {"message": cause}
+    return parsed if isinstance(parsed, dict) else {"message": cause}

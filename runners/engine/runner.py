@@ -1,0 +1,163 @@
+"""What a service runner provides to the engine, and the input both share.
+
+A runner knows one AWS service and nothing about Step Functions or DynamoDB: it
+validates input, starts a job idempotently, checks many jobs at once, stops one, and
+turns a finished job into an output or a named failure.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from runners.errors import RunnerInputError
+
+SpecT = TypeVar("SpecT")
+
+
+@dataclass(frozen=True)
+class Running:
+    """Not finished yet: keep checking (and heartbeating)."""
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    output: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: str
+    cause: dict[str, Any]
+
+
+JobStatus = Running | Succeeded | Failed
+RUNNING = Running()
+
+
+@dataclass(frozen=True)
+class Job(Generic[SpecT]):
+    """A started job: its validated input and the service's run id."""
+
+    spec: SpecT
+    run_id: str
+
+
+class Runner(ABC, Generic[SpecT]):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def parse(self, document: Mapping[str, Any]) -> SpecT:
+        """Validate task input; raise ``RunnerInputError`` naming the field."""
+
+    @abstractmethod
+    def describe(self, spec: SpecT) -> dict[str, str]:
+        """Fields that identify the job in logs (job name, query...)."""
+
+    @abstractmethod
+    async def start(self, spec: SpecT, key: str, may_exist: bool) -> str:
+        """Start the job once per ``key`` and return its run id.
+
+        ``may_exist`` says an earlier attempt may have started it (a crash, a timeout):
+        the runner must then find that run instead of starting a second one. Raise
+        ``TryLater`` for a limit that will pass, ``TaskFailure`` for a final refusal.
+        """
+
+    @abstractmethod
+    async def check(self, jobs: Sequence[Job[SpecT]]) -> Mapping[str, JobStatus]:
+        """The status of every job, by run id, in as few calls as the service allows.
+        A job missing from the answer is checked again next cycle."""
+
+    @abstractmethod
+    async def stop(self, job: Job[SpecT]) -> None:
+        """Stop a job whose task was cancelled (the execution stopped or timed out)."""
+
+
+def parse_document(raw: str) -> dict[str, Any]:
+    """Task input is a JSON object, or a JSON string holding one (the original sample's
+    ``Pass`` states produce the latter)."""
+    try:
+        document: Any = json.loads(raw)
+        if isinstance(document, str):
+            document = json.loads(document)
+    except ValueError as error:
+        raise RunnerInputError("$", f"input is not JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise RunnerInputError("$", f"input must be a JSON object, got {type(document).__name__}")
+    return document
+
+
+class Fields:
+    """Typed access to task input fields, failing with the field's name."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self._document = document
+
+    def text(self, name: str, required: bool = False, max_length: int = 1024) -> str | None:
+        value = self._document.get(name)
+        if value is None:
+            if required:
+                raise RunnerInputError(name, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise RunnerInputError(name, "must be a non-empty string")
+        if len(value) > max_length:
+            raise RunnerInputError(name, f"must be at most {max_length} characters")
+        return value
+
+    def required_text(self, name: str, max_length: int = 1024) -> str:
+        value = self.text(name, required=True, max_length=max_length)
+        assert value is not None
+        return value
+
+    def number(self, name: str, minimum: float, maximum: float) -> float | None:
+        value = self._document.get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise RunnerInputError(name, "must be a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RunnerInputError(name, "must be a number")
+        if not minimum <= value <= maximum:
+            raise RunnerInputError(name, f"must be between {minimum:g} and {maximum:g}")
+        return float(value)
+
+    def integer(self, name: str, minimum: int, maximum: int) -> int | None:
+        value = self.number(name, minimum, maximum)
+        if value is None:
+            return None
+        if value != int(value):
+            raise RunnerInputError(name, "must be a whole number")
+        return int(value)
+
+    def choice(self, name: str, choices: Sequence[str]) -> str | None:
+        value = self.text(name)
+        if value is not None and value not in choices:
+            raise RunnerInputError(name, f"must be one of {', '.join(choices)}")
+        return value
+
+    def string_map(self, name: str) -> dict[str, str]:
+        value = self._document.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise RunnerInputError(name, "must be an object of string values")
+        return dict(value)
+
+    def string_list(self, name: str, max_items: int) -> list[str] | None:
+        value = self._document.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RunnerInputError(name, "must be a list of strings")
+        if not 1 <= len(value) <= max_items:
+            raise RunnerInputError(name, f"must hold 1 to {max_items} items")
+        return list(value)

@@ -1,0 +1,280 @@
+"""Where task records live: DynamoDB through PynamoDB, or memory for fast unit tests.
+
+Ownership rules, the same for both stores:
+- every write is conditional on the writer still owning the record, so a worker whose
+  lease was taken over can never overwrite the new owner's progress;
+- a record whose lease expired can be claimed by any worker with one conditional write;
+- active records sit in a sparse index keyed by lease group (the activity) and lease
+  expiry, so finding orphans is a query for expired leases, never a scan, paged through
+  however many there are; finished records leave the index and expire by TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from pynamodb.attributes import (
+    JSONAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from runners.engine.records import Outcome, Status, TaskRecord
+from runners.retry import error_code
+
+T = TypeVar("T")
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class JobStore(Protocol):
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        """Store a new record; if the task already has one, return that instead."""
+        ...
+
+    async def save(self, record: TaskRecord) -> bool:
+        """Write the record if ``record.owner`` still owns it; False if it was taken."""
+        ...
+
+    async def claim_expired(
+        self, group: str, owner: str, lease_until: float, now: float
+    ) -> list[TaskRecord]:
+        """Take over every active record of ``group`` whose lease expired before ``now``."""
+        ...
+
+    async def load(self, task_id: str) -> TaskRecord | None: ...
+
+
+class MemoryStore:
+    """The same contract in memory, for fast unit tests of the engine."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, TaskRecord] = {}
+        self._lock = threading.Lock()
+
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        with self._lock:
+            existing = self._records.setdefault(record.task_id, copy.deepcopy(record))
+            return copy.deepcopy(existing)
+
+    async def save(self, record: TaskRecord) -> bool:
+        with self._lock:
+            current = self._records.get(record.task_id)
+            if current is None or current.owner != record.owner:
+                return False
+            self._records[record.task_id] = copy.deepcopy(record)
+            return True
+
+    async def claim_expired(
+        self, group: str, owner: str, lease_until: float, now: float
+    ) -> list[TaskRecord]:
+        claimed = []
+        with self._lock:
+            for record in self._records.values():
+                if (
+                    record.activity_arn == group
+                    and record.status != Status.DONE
+                    and record.lease_expires_at < now
+                ):
+                    record.owner, record.lease_expires_at = owner, lease_until
+                    claimed.append(copy.deepcopy(record))
+        return claimed
+
+    async def load(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            record = self._records.get(task_id)
+            return copy.deepcopy(record) if record else None
+
+
+class _ByLease(GlobalSecondaryIndex):  # type: ignore[type-arg,no-untyped-call]
+    class Meta:
+        index_name = "by-lease"
+        projection = KeysOnlyProjection()
+
+    lease_group = UnicodeAttribute(hash_key=True)
+    lease_expires_at = NumberAttribute(range_key=True)
+
+
+class TaskRecordModel(Model):
+    """The table's schema. ``lease_group`` is set only while a record is active."""
+
+    class Meta:
+        table_name = "runners-tasks"
+        billing_mode = "PAY_PER_REQUEST"
+        max_pool_connections = 32
+
+    task_id = UnicodeAttribute(hash_key=True)
+    token = UnicodeAttribute()
+    activity_arn = UnicodeAttribute()
+    runner = UnicodeAttribute()
+    task_input = JSONAttribute()
+    owner = UnicodeAttribute()
+    lease_group = UnicodeAttribute(null=True)  # absent once DONE: out of the index
+    lease_expires_at = NumberAttribute()
+    created_at = NumberAttribute()
+    status = UnicodeAttribute()
+    run_id = UnicodeAttribute(null=True)
+    started_at = NumberAttribute(null=True)
+    finished_at = NumberAttribute(null=True)
+    outcome = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+    by_lease = _ByLease()
+
+
+def model_for(table: str, region: str) -> type[TaskRecordModel]:
+    """The schema bound to one table (PynamoDB binds tables per model class)."""
+    meta = type("Meta", (TaskRecordModel.Meta,), {"table_name": table, "region": region})
+    model: type[TaskRecordModel] = type(
+        f"TaskRecordModel_{table}", (TaskRecordModel,), {"Meta": meta, "__module__": __name__}
+    )
+    return model
+
+
+class DynamoStore:
+    """Task records in DynamoDB. PynamoDB is synchronous, so calls run on a dedicated
+    thread pool and never block the event loop."""
+
+    def __init__(
+        self,
+        table: str,
+        region: str,
+        retention_seconds: float,
+        page_size: int = 100,
+        threads: int = 32,
+    ) -> None:
+        self.model = model_for(table, region)
+        self._retention = retention_seconds
+        self._page_size = page_size
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def create_table(self) -> None:
+        """Create the table if missing (local use; deployed stacks create it)."""
+        if not self.model.exists():
+            self.model.create_table(wait=True)
+            self.model.update_ttl(ignore_update_ttl_errors=True)
+
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        item = self._to_model(record)
+        try:
+            await self._run(lambda: item.save(condition=self.model.task_id.does_not_exist()))
+        except PutError as error:
+            if error_code(error) != _CONDITION_FAILED:
+                raise
+            existing = await self.load(record.task_id)
+            assert existing is not None
+            return existing
+        return record
+
+    async def save(self, record: TaskRecord) -> bool:
+        item = self._to_model(record)
+        try:
+            await self._run(lambda: item.save(condition=self.model.owner == record.owner))
+        except PutError as error:
+            if error_code(error) == _CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    async def claim_expired(
+        self, group: str, owner: str, lease_until: float, now: float
+    ) -> list[TaskRecord]:
+        keys = await self._run(
+            lambda: [
+                item.task_id
+                for item in self.model.by_lease.query(
+                    group, self.model.lease_expires_at < now, page_size=self._page_size
+                )
+            ]
+        )
+        claimed = await asyncio.gather(
+            *(self._claim(task_id, owner, lease_until, now) for task_id in keys)
+        )
+        return [record for record in claimed if record is not None]
+
+    async def _claim(
+        self, task_id: str, owner: str, lease_until: float, now: float
+    ) -> TaskRecord | None:
+        item = self.model(task_id)
+        try:
+            await self._run(
+                lambda: item.update(
+                    actions=[
+                        self.model.owner.set(owner),
+                        self.model.lease_expires_at.set(lease_until),
+                    ],
+                    condition=(self.model.lease_expires_at < now) & self.model.lease_group.exists(),
+                )
+            )
+        except UpdateError as error:
+            if error_code(error) == _CONDITION_FAILED:
+                return None  # another worker was faster, or it finished meanwhile
+            raise
+        return self._to_record(item)
+
+    async def load(self, task_id: str) -> TaskRecord | None:
+        try:
+            item = await self._run(lambda: self.model.get(task_id, consistent_read=True))
+        except self.model.DoesNotExist:
+            return None
+        return self._to_record(item)
+
+    def _to_model(self, record: TaskRecord) -> TaskRecordModel:
+        active = record.status != Status.DONE
+        expires = None if active else (record.finished_at or record.created_at) + self._retention
+        return self.model(
+            record.task_id,
+            token=record.token,
+            activity_arn=record.activity_arn,
+            runner=record.runner,
+            task_input=record.task_input,
+            owner=record.owner,
+            lease_group=record.activity_arn if active else None,
+            lease_expires_at=record.lease_expires_at,
+            created_at=record.created_at,
+            status=record.status.value,
+            run_id=record.run_id,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            outcome=record.outcome.value if record.outcome else None,
+            error=record.error,
+            expires_at=_datetime(expires),
+        )
+
+    @staticmethod
+    def _to_record(item: TaskRecordModel) -> TaskRecord:
+        return TaskRecord(
+            task_id=item.task_id,
+            token=item.token,
+            activity_arn=item.activity_arn,
+            runner=item.runner,
+            task_input=item.task_input,
+            owner=item.owner,
+            lease_expires_at=item.lease_expires_at,
+            created_at=item.created_at,
+            status=Status(item.status),
+            run_id=item.run_id,
+            started_at=item.started_at,
+            finished_at=item.finished_at,
+            outcome=Outcome(item.outcome) if item.outcome else None,
+            error=item.error,
+        )
+
+
+def _datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)

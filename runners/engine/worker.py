@@ -1,0 +1,135 @@
+"""The loops that drive engines: concurrent long polls, check cycles, orphan claims.
+
+The same loops serve both ways of running: a container worker runs until told to stop
+(SIGTERM), a scheduled Lambda until its deadline. Shutdown is explicit: stop starting
+polls, let the polls in flight return and store what they bring, then hand every held
+task to the next worker by releasing its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from runners.engine.engine import Engine
+from runners.logs import get_logger
+
+# A poll is only started if it can finish before the deadline, with this margin.
+POLL_MARGIN_SECONDS = 5.0
+_ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
+
+
+class Worker:
+    def __init__(self, engines: Sequence[Engine[Any]], clock: Any = time.time) -> None:
+        self.engines = list(engines)
+        self.clock = clock
+        self.log = get_logger()
+        self._stopping = asyncio.Event()
+        self._accepts: set[asyncio.Task[None]] = set()
+        self._deadline: float | None = None
+
+    async def run(self, stop: asyncio.Event, deadline: float | None = None) -> dict[str, Any]:
+        """Serve until ``stop`` is set or the wall clock reaches ``deadline``."""
+        self._deadline = deadline
+        for engine in self.engines:
+            await engine.claim()
+            await engine.check()
+        pollers = [
+            asyncio.create_task(self._poll_loop(engine))
+            for engine in self.engines
+            for _ in range(engine.config.pollers)
+        ]
+        background = [
+            asyncio.create_task(loop)
+            for engine in self.engines
+            for loop in (self._check_loop(engine), self._claim_loop(engine))
+        ]
+        self.log.info(
+            "worker started", runners=[e.runner.name for e in self.engines], pollers=len(pollers)
+        )
+        await self._until(stop, deadline)
+        await self._shutdown(pollers, background)
+        return {"runners": [engine.summary() for engine in self.engines]}
+
+    async def _until(self, stop: asyncio.Event, deadline: float | None) -> None:
+        timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout)
+
+    async def _shutdown(
+        self, pollers: list[asyncio.Task[None]], background: list[asyncio.Task[None]]
+    ) -> None:
+        self.log.info("stopping: waiting for polls in flight")
+        self._stopping.set()
+        for engine in self.engines:
+            engine.capacity_freed.set()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        await asyncio.gather(*self._accepts, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for engine in self.engines:
+            await engine.release()
+        self.log.info("worker stopped")
+
+    # Loops --------------------------------------------------------------------------
+
+    async def _poll_loop(self, engine: Engine[Any]) -> None:
+        failures = 0
+        while await self._may_poll(engine):
+            engine.polls_open += 1
+            try:
+                task = await engine.channel.poll()
+            except Exception:
+                engine.log.exception("poll failed")
+                await self._pause(_ERROR_BACKOFF_SECONDS[min(failures, 3)])
+                failures += 1
+                continue
+            finally:
+                engine.polls_open -= 1
+            failures = 0
+            if task is not None:
+                self._spawn(engine.accept(task))
+
+    async def _may_poll(self, engine: Engine[Any]) -> bool:
+        """Wait for room under the in-flight cap; False once no poll may start."""
+        while not engine.has_capacity() and not self._stopping.is_set():
+            engine.capacity_freed.clear()
+            if engine.has_capacity():
+                break
+            await engine.capacity_freed.wait()
+        if self._stopping.is_set():
+            return False
+        budget = engine.config.poll_seconds + POLL_MARGIN_SECONDS
+        return self._deadline is None or self._deadline - self.clock() >= budget
+
+    async def _check_loop(self, engine: Engine[Any]) -> None:
+        while True:
+            await asyncio.sleep(engine.config.check_interval_seconds)
+            try:
+                await engine.check()
+            except Exception:
+                engine.log.exception("check cycle failed")
+
+    async def _claim_loop(self, engine: Engine[Any]) -> None:
+        while True:
+            await asyncio.sleep(engine.config.lease_seconds / 4)
+            await engine.claim()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, waking early when the worker stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _spawn(self, accept: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(accept)
+        self._accepts.add(task)
+        task.add_done_callback(self._accepted)
+
+    def _accepted(self, task: asyncio.Task[None]) -> None:
+        self._accepts.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("accepting a task failed", exc_info=task.exception())

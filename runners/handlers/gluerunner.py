@@ -1,0 +1,9 @@
+"""``runners.handlers.gluerunner.handler``: the Glue runner as a scheduled Lambda."""
+
+from typing import Any
+
+from runners.handlers.tick import LambdaContext, lambda_tick
+
+
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    return lambda_tick("glue", context)

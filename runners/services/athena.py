@@ -1,0 +1,226 @@
+"""Athena queries: start once per task, check 50 per call, cancel on cancellation.
+
+Idempotency: the task's key is the query's ``ClientRequestToken``, so a repeated start
+returns the first query instead of running a second. Queries are parameterised with
+``ExecutionParameters``; task input is never interpolated into SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from runners.engine.runner import RUNNING, Failed, Fields, Job, JobStatus, Runner, Succeeded
+from runners.errors import RunnerInputError, TaskFailure
+from runners.logs import get_logger
+from runners.retry import error_code, is_retryable
+
+# Every Athena query state, classified once.
+RUNNING_STATES = frozenset({"QUEUED", "RUNNING"})
+SUCCEEDED_STATES = frozenset({"SUCCEEDED"})
+FAILED_STATES = frozenset({"FAILED", "CANCELLED"})
+
+FAILED_ERROR = "AthenaQueryFailedError"
+START_ERROR = "AthenaQueryStartError"
+ENCRYPTION_OPTIONS = ("SSE_S3", "SSE_KMS", "CSE_KMS")
+BATCH = 50  # BatchGetQueryExecution takes at most 50 ids
+# Athena may queue a query again after a transient failure ("you may see the query state
+# transition from RUNNING or FAILED to QUEUED"): a failure Athena calls retryable is
+# reported only once it has stood this long.
+RETRYABLE_FAILURE_GRACE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class AthenaQuerySpec:
+    query_string: str | None = None
+    named_query_id: str | None = None
+    database: str | None = None
+    catalog: str | None = None
+    workgroup: str | None = None
+    output_location: str | None = None
+    encryption_option: str | None = None
+    kms_key: str | None = None
+    execution_parameters: list[str] | None = None
+
+
+class AthenaQueryRunner(Runner[AthenaQuerySpec]):
+    name = "athena"
+
+    def __init__(
+        self,
+        athena: Any,
+        default_output_location: str | None = None,
+        default_workgroup: str | None = None,
+        failure_grace_seconds: float = RETRYABLE_FAILURE_GRACE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.athena = athena
+        self.default_output_location = default_output_location
+        self.default_workgroup = default_workgroup
+        self.failure_grace_seconds = failure_grace_seconds
+        self.clock = clock
+        self._failing_since: dict[str, float] = {}
+        self.log = get_logger(runner=self.name)
+
+    def parse(self, document: Mapping[str, Any]) -> AthenaQuerySpec:
+        fields = Fields(document)
+        named = fields.text("AthenaNamedQuery", max_length=128)
+        query = fields.text("AthenaQueryString", max_length=262_144)
+        database = fields.text("AthenaDatabase", max_length=255)
+        if named and query:
+            raise RunnerInputError("AthenaNamedQuery", "give it or AthenaQueryString, not both")
+        if not named and not query:
+            raise RunnerInputError("AthenaQueryString", "is required (or AthenaNamedQuery)")
+        if query and not database:
+            raise RunnerInputError("AthenaDatabase", "is required with AthenaQueryString")
+        output = fields.text("AthenaResultOutputLocation") or self.default_output_location
+        if output is not None and not output.startswith("s3://"):
+            raise RunnerInputError("AthenaResultOutputLocation", "must be an s3:// URI")
+        encryption = fields.choice("AthenaResultEncryptionOption", ENCRYPTION_OPTIONS)
+        kms_key = fields.text("AthenaResultKmsKey", max_length=2048)
+        if encryption in {"SSE_KMS", "CSE_KMS"} and not kms_key:
+            raise RunnerInputError("AthenaResultKmsKey", f"is required with {encryption}")
+        parameters = fields.string_list("ExecutionParameters", 1000)
+        return AthenaQuerySpec(
+            query_string=query,
+            named_query_id=named,
+            database=database,
+            catalog=fields.text("AthenaCatalog", max_length=256),
+            workgroup=fields.text("AthenaWorkGroup", max_length=128) or self.default_workgroup,
+            output_location=output,
+            encryption_option=encryption,
+            kms_key=kms_key,
+            execution_parameters=parameters,
+        )
+
+    def describe(self, spec: AthenaQuerySpec) -> dict[str, str]:
+        if spec.named_query_id:
+            return {"named_query": spec.named_query_id}
+        return {"database": spec.database or ""}
+
+    async def start(self, spec: AthenaQuerySpec, key: str, may_exist: bool) -> str:
+        # ClientRequestToken makes a repeated start return the first query, so an
+        # earlier attempt needs no search: ``may_exist`` changes nothing here.
+        try:
+            request = await self._start_request(spec, key)
+            response = await self.athena.start_query_execution(**request)
+        except ClientError as error:
+            if is_retryable(error):
+                raise
+            raise self._start_refused(spec, error) from error
+        return str(response["QueryExecutionId"])
+
+    async def _start_request(self, spec: AthenaQuerySpec, key: str) -> dict[str, Any]:
+        query, database = spec.query_string, spec.database
+        if spec.named_query_id:
+            named = (await self.athena.get_named_query(NamedQueryId=spec.named_query_id))[
+                "NamedQuery"
+            ]
+            query, database = named["QueryString"], named.get("Database")
+        request: dict[str, Any] = {"QueryString": query, "ClientRequestToken": key}
+        context = {
+            name: value
+            for name, value in (("Database", database), ("Catalog", spec.catalog))
+            if value
+        }
+        if context:
+            request["QueryExecutionContext"] = context
+        result: dict[str, Any] = {}
+        if spec.output_location:
+            result["OutputLocation"] = spec.output_location
+        if spec.encryption_option:
+            result["EncryptionConfiguration"] = {"EncryptionOption": spec.encryption_option}
+            if spec.kms_key:
+                result["EncryptionConfiguration"]["KmsKey"] = spec.kms_key
+        if result:
+            request["ResultConfiguration"] = result
+        if spec.workgroup:
+            request["WorkGroup"] = spec.workgroup
+        if spec.execution_parameters:
+            request["ExecutionParameters"] = spec.execution_parameters
+        return request
+
+    def _start_refused(self, spec: AthenaQuerySpec, error: ClientError) -> Exception:
+        code, message = error_code(error), str(error)
+        if code == "InvalidRequestException":
+            field = "AthenaNamedQuery" if spec.named_query_id else "AthenaQueryString"
+            return RunnerInputError(field, message)
+        return TaskFailure(START_ERROR, {"error": code, "message": message})
+
+    async def check(self, jobs: Sequence[Job[AthenaQuerySpec]]) -> Mapping[str, JobStatus]:
+        ids = [job.run_id for job in jobs]
+        batches = [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
+        responses = await asyncio.gather(
+            *(self.athena.batch_get_query_execution(QueryExecutionIds=batch) for batch in batches)
+        )
+        statuses: dict[str, JobStatus] = {}
+        for response in responses:
+            for execution in response.get("QueryExecutions", []):
+                statuses[execution["QueryExecutionId"]] = self._status(execution)
+            for unprocessed in response.get("UnprocessedQueryExecutionIds", []):
+                self.log.warning(
+                    "query not processed",
+                    query_id=unprocessed.get("QueryExecutionId"),
+                    error=unprocessed.get("ErrorMessage"),
+                )
+        return statuses
+
+    def _status(self, execution: Mapping[str, Any]) -> JobStatus:
+        query_id = execution["QueryExecutionId"]
+        status = execution.get("Status", {})
+        state = status.get("State")
+        if state in SUCCEEDED_STATES:
+            self._failing_since.pop(query_id, None)
+            return Succeeded(output(execution))
+        if state in FAILED_STATES:
+            if state == "FAILED" and self._may_be_retried(query_id, status):
+                return RUNNING
+            self._failing_since.pop(query_id, None)
+            return Failed(FAILED_ERROR, output(execution))
+        self._failing_since.pop(query_id, None)
+        if state not in RUNNING_STATES:
+            self.log.warning("unknown Athena query state; treated as running", state=state)
+        return RUNNING
+
+    def _may_be_retried(self, query_id: str, status: Mapping[str, Any]) -> bool:
+        if not status.get("AthenaError", {}).get("Retryable", False):
+            return False
+        first_seen = self._failing_since.setdefault(query_id, self.clock())
+        return self.clock() - first_seen < self.failure_grace_seconds
+
+    async def stop(self, job: Job[AthenaQuerySpec]) -> None:
+        await self.athena.stop_query_execution(QueryExecutionId=job.run_id)
+
+
+def output(execution: Mapping[str, Any]) -> dict[str, Any]:
+    """The task output (and failure cause): the original sample's keys, ISO-8601 times,
+    plus the result location and engine statistics."""
+    status = execution.get("Status", {})
+    statistics = execution.get("Statistics", {})
+    result: dict[str, Any] = {
+        "AthenaQueryString": execution.get("Query"),
+        "AthenaQueryExecutionId": execution["QueryExecutionId"],
+        "AthenaQueryExecutionState": status.get("State"),
+        "AthenaQueryExecutionStateChangeReason": status.get("StateChangeReason", ""),
+        "AthenaQuerySubmissionDateTime": _iso(status.get("SubmissionDateTime")),
+        "AthenaQueryCompletionDateTime": _iso(status.get("CompletionDateTime")),
+        "AthenaQueryEngineExecutionTimeInMillis": statistics.get("EngineExecutionTimeInMillis", 0),
+        "AthenaQueryDataScannedInBytes": statistics.get("DataScannedInBytes", 0),
+        "AthenaQueryTotalExecutionTimeInMillis": statistics.get("TotalExecutionTimeInMillis", 0),
+        "AthenaQueryResultLocation": execution.get("ResultConfiguration", {}).get("OutputLocation"),
+        "AthenaWorkGroup": execution.get("WorkGroup"),
+    }
+    error = status.get("AthenaError")
+    if error:
+        result["AthenaError"] = error
+    return result
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,218 @@
+"""Glue jobs: start once per task, check many runs per call, stop on cancellation.
+
+Idempotency: every run carries the task's key as the job argument
+``--runners-task-key``; before a retried or recovered start, recent runs are searched
+for it, so a crash between ``StartJobRun`` and storing the run id never starts a
+second run. Glue scripts ignore arguments they do not read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from runners.engine.runner import RUNNING, Failed, Fields, Job, JobStatus, Runner, Succeeded
+from runners.errors import RunnerInputError, TaskFailure, TryLater
+from runners.logs import get_logger
+from runners.retry import error_code, is_retryable
+
+# Every Glue job run state, classified once.
+RUNNING_STATES = frozenset({"STARTING", "RUNNING", "STOPPING", "WAITING"})
+SUCCEEDED_STATES = frozenset({"SUCCEEDED"})
+FAILED_STATES = frozenset({"FAILED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED"})
+
+TASK_KEY_ARGUMENT = "--runners-task-key"
+FAILED_ERROR = "GlueJobFailedError"
+CONCURRENCY_ERROR = "GlueConcurrentRunsExceededError"
+START_ERROR = "GlueJobStartError"
+_LIMIT_CODES = frozenset(
+    {"ConcurrentRunsExceededException", "ResourceNumberLimitExceededException"}
+)
+_INPUT_CODES = frozenset({"InvalidInputException", "ValidationException"})
+_PAGE = 200
+
+
+@dataclass(frozen=True)
+class GlueJobSpec:
+    job_name: str
+    arguments: dict[str, str] = field(default_factory=dict)
+    max_capacity: float | None = None
+    worker_type: str | None = None
+    number_of_workers: int | None = None
+    timeout_minutes: int | None = None
+    security_configuration: str | None = None
+    notify_delay_after: int | None = None
+
+    def start_request(self, key: str) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "JobName": self.job_name,
+            "Arguments": {**self.arguments, TASK_KEY_ARGUMENT: key},
+        }
+        optional = {
+            "MaxCapacity": self.max_capacity,
+            "WorkerType": self.worker_type,
+            "NumberOfWorkers": self.number_of_workers,
+            "Timeout": self.timeout_minutes,
+            "SecurityConfiguration": self.security_configuration,
+        }
+        request.update({name: value for name, value in optional.items() if value is not None})
+        if self.notify_delay_after is not None:
+            request["NotificationProperty"] = {"NotifyDelayAfter": self.notify_delay_after}
+        return request
+
+
+class GlueJobRunner(Runner[GlueJobSpec]):
+    name = "glue"
+
+    def __init__(
+        self, glue: Any, default_capacity: float | None = None, lookup_pages: int = 5
+    ) -> None:
+        self.glue = glue
+        self.default_capacity = default_capacity
+        self.lookup_pages = lookup_pages
+        self.log = get_logger(runner=self.name)
+
+    def parse(self, document: Mapping[str, Any]) -> GlueJobSpec:
+        fields = Fields(document)
+        arguments = fields.string_map("Arguments")
+        if TASK_KEY_ARGUMENT in arguments:
+            raise RunnerInputError("Arguments", f"{TASK_KEY_ARGUMENT} is reserved for runners")
+        capacity = fields.number("GlueJobCapacity", 0.0625, 1000)
+        worker_type = fields.text("WorkerType", max_length=32)
+        workers = fields.integer("NumberOfWorkers", 1, 100_000)
+        if (worker_type is None) != (workers is None):
+            raise RunnerInputError("WorkerType", "WorkerType and NumberOfWorkers go together")
+        if capacity is not None and worker_type is not None:
+            raise RunnerInputError("GlueJobCapacity", "cannot be combined with WorkerType")
+        if capacity is None and worker_type is None:
+            capacity = self.default_capacity
+        return GlueJobSpec(
+            job_name=fields.required_text("GlueJobName", max_length=255),
+            arguments=arguments,
+            max_capacity=capacity,
+            worker_type=worker_type,
+            number_of_workers=workers,
+            timeout_minutes=fields.integer("Timeout", 1, 10_080),
+            security_configuration=fields.text("SecurityConfiguration", max_length=255),
+            notify_delay_after=fields.integer("NotifyDelayAfter", 1, 10_080),
+        )
+
+    def describe(self, spec: GlueJobSpec) -> dict[str, str]:
+        return {"job": spec.job_name}
+
+    async def start(self, spec: GlueJobSpec, key: str, may_exist: bool) -> str:
+        if may_exist:
+            existing = await self._find_run(spec.job_name, key)
+            if existing is not None:
+                return existing
+        try:
+            response = await self.glue.start_job_run(**spec.start_request(key))
+        except ClientError as error:
+            if is_retryable(error):
+                raise
+            raise self._start_refused(spec, error) from error
+        return str(response["JobRunId"])
+
+    def _start_refused(self, spec: GlueJobSpec, error: ClientError) -> Exception:
+        code, message = error_code(error), str(error)
+        if code in _LIMIT_CODES:
+            return TryLater(CONCURRENCY_ERROR, f"{spec.job_name}: {message}")
+        if code == "EntityNotFoundException":
+            return RunnerInputError("GlueJobName", f"no Glue job named {spec.job_name!r}")
+        if code in _INPUT_CODES:
+            return RunnerInputError("$", message)
+        return TaskFailure(
+            START_ERROR, {"glue_job_name": spec.job_name, "error": code, "message": message}
+        )
+
+    async def _find_run(self, job_name: str, key: str) -> str | None:
+        """The run an earlier attempt started for this task, if any (newest first)."""
+        async for run in self._runs(job_name, self.lookup_pages):
+            if (run.get("Arguments") or {}).get(TASK_KEY_ARGUMENT) == key:
+                return str(run["Id"])
+        return None
+
+    async def _runs(self, job_name: str, pages: int) -> Any:
+        token: str | None = None
+        for _ in range(pages):
+            request: dict[str, Any] = {"JobName": job_name, "MaxResults": _PAGE}
+            if token:
+                request["NextToken"] = token
+            response = await self.glue.get_job_runs(**request)
+            for run in response.get("JobRuns", []):
+                yield run
+            token = response.get("NextToken")
+            if not token:
+                return
+
+    async def check(self, jobs: Sequence[Job[GlueJobSpec]]) -> Mapping[str, JobStatus]:
+        by_job: dict[str, list[Job[GlueJobSpec]]] = defaultdict(list)
+        for job in jobs:
+            by_job[job.spec.job_name].append(job)
+        answers = await asyncio.gather(*(self._check_job(group) for group in by_job.values()))
+        return {run_id: status for answer in answers for run_id, status in answer.items()}
+
+    async def _check_job(self, jobs: list[Job[GlueJobSpec]]) -> dict[str, JobStatus]:
+        """One ``GetJobRun`` for a single run; ``GetJobRuns`` pages for several."""
+        wanted = {job.run_id: job for job in jobs}
+        found: dict[str, dict[str, Any]] = {}
+        if len(jobs) > 1:
+            pages = len(jobs) // _PAGE + 2
+            async for run in self._runs(jobs[0].spec.job_name, pages):
+                if run["Id"] in wanted:
+                    found[run["Id"]] = run
+                    if len(found) == len(wanted):
+                        break
+        for run_id in wanted.keys() - found.keys():
+            response = await self.glue.get_job_run(
+                JobName=wanted[run_id].spec.job_name, RunId=run_id, PredecessorsIncluded=False
+            )
+            found[run_id] = response["JobRun"]
+        return {run_id: self._status(run) for run_id, run in found.items()}
+
+    def _status(self, run: Mapping[str, Any]) -> JobStatus:
+        state = run["JobRunState"]
+        if state in SUCCEEDED_STATES:
+            return Succeeded(output(run))
+        if state in FAILED_STATES:
+            return Failed(
+                FAILED_ERROR,
+                {
+                    "glue_job_name": run["JobName"],
+                    "glue_job_run_id": run["Id"],
+                    "glue_job_run_state": state,
+                    "glue_job_run_error_msg": run.get("ErrorMessage", ""),
+                },
+            )
+        if state not in RUNNING_STATES:
+            self.log.warning("unknown Glue job run state; treated as running", state=state)
+        return RUNNING
+
+    async def stop(self, job: Job[GlueJobSpec]) -> None:
+        await self.glue.batch_stop_job_run(JobName=job.spec.job_name, JobRunIds=[job.run_id])
+
+
+def output(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The task output: the original sample's keys, ISO-8601 times, plus usage."""
+    result: dict[str, Any] = {
+        "GlueJobName": run["JobName"],
+        "GlueJobRunId": run["Id"],
+        "GlueJobRunState": run["JobRunState"],
+        "GlueJobStartedOn": _iso(run.get("StartedOn")),
+        "GlueJobCompletedOn": _iso(run.get("CompletedOn")),
+        "GlueJobLastModifiedOn": _iso(run.get("LastModifiedOn")),
+        "GlueJobExecutionTimeSeconds": run.get("ExecutionTime"),
+    }
+    if "DPUSeconds" in run:
+        result["GlueJobDPUSeconds"] = run["DPUSeconds"]
+    return result
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,115 @@
+"""The scheduled-Lambda handlers, called as Lambda calls them: an event and a context."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from runners.engine.store import DynamoStore
+from runners.handlers import athenarunner, gluerunner
+from runners.local import Emulator, RunBehaviour
+from tests.conftest import POLL_SECONDS
+from tests.engine.test_end_to_end import glue_job, task_machine
+from tests.helpers import finished
+
+SCHEDULED_EVENT = {
+    "version": "0",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "detail": {},
+}
+
+
+@dataclass
+class Context:
+    """The part of Lambda's context object the handlers use."""
+
+    aws_request_id: str
+    timeout_seconds: float
+
+    def __post_init__(self) -> None:
+        self._deadline = time.time() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.time()) * 1000)
+
+
+@pytest.fixture
+def lambda_env(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    sfn = aws.client("stepfunctions")
+    environment = {
+        "RUNNERS_GLUE_ACTIVITY_ARN": sfn.create_activity(name="GlueRunnerActivity")["activityArn"],
+        "RUNNERS_ATHENA_ACTIVITY_ARN": sfn.create_activity(name="AthenaRunnerActivity")[
+            "activityArn"
+        ],
+        "RUNNERS_GLUE_TABLE": "GlueRunnerActiveJobs",
+        "RUNNERS_ATHENA_TABLE": "AthenaRunnerActiveJobs",
+        "RUNNERS_POLL_SECONDS": str(POLL_SECONDS),
+        "RUNNERS_CHECK_INTERVAL_SECONDS": "0.3",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    for table in ("GlueRunnerActiveJobs", "AthenaRunnerActiveJobs"):
+        DynamoStore(table, "us-east-1", retention_seconds=60).create_table()
+    return environment
+
+
+def test_glue_ticks_carry_a_job_across_invocations(
+    aws: Emulator, lambda_env: dict[str, str]
+) -> None:
+    sfn = aws.client("stepfunctions")
+    glue_job(aws, "Nightly", RunBehaviour(duration=9.0))
+    execution = sfn.start_execution(
+        stateMachineArn=task_machine(sfn, "lambda", lambda_env["RUNNERS_GLUE_ACTIVITY_ARN"]),
+        input=json.dumps({"GlueJobName": "Nightly"}),
+    )["executionArn"]
+
+    first = gluerunner.handler(SCHEDULED_EVENT, Context("request-1", timeout_seconds=18))
+    second = gluerunner.handler(SCHEDULED_EVENT, Context("request-2", timeout_seconds=18))
+
+    summary_one, summary_two = first["runners"][0], second["runners"][0]
+    assert (summary_one["received"], summary_one["started"], summary_one["succeeded"]) == (1, 1, 0)
+    assert summary_one["checked"] >= 1
+    assert (summary_two["claimed"], summary_two["succeeded"], summary_two["started"]) == (1, 1, 0)
+    assert finished(sfn, execution)["status"] == "SUCCEEDED"
+    assert aws.faults.calls["glue:StartJobRun"] == 1
+
+
+def test_a_tick_never_starts_a_poll_it_cannot_finish(
+    aws: Emulator, lambda_env: dict[str, str]
+) -> None:
+    """With less time left than one long poll plus margins, the tick only checks."""
+    summary: dict[str, Any] = athenarunner.handler(
+        SCHEDULED_EVENT, Context("request-3", timeout_seconds=12)
+    )
+
+    assert summary["runners"][0]["received"] == 0
+    assert aws.faults.calls["states:GetActivityTask"] == 0
+
+
+def test_athena_tick_runs_a_query_to_success(aws: Emulator, lambda_env: dict[str, str]) -> None:
+    sfn = aws.client("stepfunctions")
+    aws.athena_queries.default = RunBehaviour(duration=0.5)
+    execution = sfn.start_execution(
+        stateMachineArn=task_machine(
+            sfn, "lambda-athena", lambda_env["RUNNERS_ATHENA_ACTIVITY_ARN"]
+        ),
+        input=json.dumps(
+            {
+                "AthenaQueryString": "SELECT 1",
+                "AthenaDatabase": "db",
+                "AthenaResultOutputLocation": "s3://results/",
+            }
+        ),
+    )["executionArn"]
+
+    summary = athenarunner.handler(SCHEDULED_EVENT, Context("request-4", timeout_seconds=18))
+
+    assert summary["runners"][0]["succeeded"] == 1
+    assert json.loads(finished(sfn, execution)["output"])["AthenaQueryExecutionState"] == (
+        "SUCCEEDED"
+    )

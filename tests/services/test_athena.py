@@ -1,0 +1,153 @@
+"""The Athena runner against the emulator's Athena, through aiobotocore."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runners.engine.runner import RUNNING, Failed, Job, Succeeded
+from runners.errors import RunnerInputError
+from runners.local import Emulator, RunBehaviour
+from runners.services.athena import AthenaQueryRunner
+from tests.aio import AioLoop
+from tests.helpers import wait_until
+
+OUT = "s3://results/"
+
+
+@pytest.fixture
+def runner(aws: Emulator, aio_loop: AioLoop) -> Iterator[AthenaQueryRunner]:
+    client = aio_loop.client("athena", aws.endpoint_url, aws.client_env())
+    yield AthenaQueryRunner(client._client, default_output_location=OUT)
+    client.close()
+
+
+def test_input_is_validated_field_by_field() -> None:
+    runner = AthenaQueryRunner(athena=None, default_workgroup="etl")
+    spec = runner.parse(
+        {
+            "AthenaQueryString": "SELECT ?",
+            "AthenaDatabase": "db",
+            "ExecutionParameters": ["1"],
+            "AthenaResultEncryptionOption": "SSE_KMS",
+            "AthenaResultKmsKey": "key",
+            "AthenaResultOutputLocation": "s3://o/",
+        }
+    )
+    assert (spec.workgroup, spec.execution_parameters, spec.kms_key) == ("etl", ["1"], "key")
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({}, "AthenaQueryString"),
+        ({"AthenaQueryString": "SELECT 1"}, "AthenaDatabase"),
+        ({"AthenaQueryString": "SELECT 1", "AthenaNamedQuery": "n"}, "AthenaNamedQuery"),
+        (
+            {"AthenaNamedQuery": "n", "AthenaResultOutputLocation": "/tmp/x"},
+            "AthenaResultOutputLocation",
+        ),
+        (
+            {"AthenaNamedQuery": "n", "AthenaResultEncryptionOption": "ROT13"},
+            "AthenaResultEncryptionOption",
+        ),
+        (
+            {"AthenaNamedQuery": "n", "AthenaResultEncryptionOption": "CSE_KMS"},
+            "AthenaResultKmsKey",
+        ),
+        (
+            {"AthenaNamedQuery": "n", "ExecutionParameters": "1; DROP TABLE t"},
+            "ExecutionParameters",
+        ),
+        ({"AthenaNamedQuery": "n", "ExecutionParameters": [1]}, "ExecutionParameters"),
+    ]
+    for document, field in cases:
+        with pytest.raises(RunnerInputError) as raised:
+            runner.parse(document)
+        assert raised.value.field == field, document
+
+
+def test_start_is_idempotent_by_client_request_token(
+    aws: Emulator, aio_loop: AioLoop, runner: AthenaQueryRunner
+) -> None:
+    spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
+
+    first = aio_loop.run(runner.start(spec, "k" * 64, may_exist=False))
+    second = aio_loop.run(runner.start(spec, "k" * 64, may_exist=True))
+
+    assert first == second
+    assert aws.client("athena").list_query_executions()["QueryExecutionIds"] == [first]
+
+
+def test_a_named_query_is_resolved_at_start(
+    aws: Emulator, aio_loop: AioLoop, runner: AthenaQueryRunner
+) -> None:
+    named = aws.client("athena").create_named_query(
+        Name="daily", Database="sales", QueryString="SELECT count(*) FROM sales"
+    )["NamedQueryId"]
+
+    query_id = aio_loop.run(
+        runner.start(runner.parse({"AthenaNamedQuery": named}), "n" * 64, False)
+    )
+
+    execution = aws.client("athena").get_query_execution(QueryExecutionId=query_id)
+    assert execution["QueryExecution"]["Query"] == "SELECT count(*) FROM sales"
+    assert execution["QueryExecution"]["QueryExecutionContext"] == {"Database": "sales"}
+
+
+def test_an_unknown_named_query_is_an_input_error(
+    aio_loop: AioLoop, runner: AthenaQueryRunner
+) -> None:
+    with pytest.raises(RunnerInputError) as raised:
+        aio_loop.run(runner.start(runner.parse({"AthenaNamedQuery": "missing"}), "m" * 64, False))
+    assert raised.value.field == "AthenaNamedQuery"
+
+
+def test_queries_are_checked_fifty_per_call(
+    aws: Emulator, aio_loop: AioLoop, runner: AthenaQueryRunner
+) -> None:
+    aws.athena_queries.default = RunBehaviour(duration=0.2)
+    spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
+    jobs = [Job(spec, aio_loop.run(runner.start(spec, f"{n:064d}", False))) for n in range(120)]
+    wait_until(
+        lambda: (
+            aws.client("athena").get_query_execution(QueryExecutionId=jobs[-1].run_id)[
+                "QueryExecution"
+            ]["Status"]["State"]
+            == "SUCCEEDED"
+        )
+    )
+    aws.faults.calls.clear()
+
+    statuses: dict[str, Any] = dict(aio_loop.run(runner.check(jobs)))
+
+    assert all(isinstance(statuses[job.run_id], Succeeded) for job in jobs)
+    assert aws.faults.calls["athena:BatchGetQueryExecution"] == 3
+
+
+def test_a_retryable_failure_is_held_back_then_reported(aws: Emulator, aio_loop: AioLoop) -> None:
+    client = aio_loop.client("athena", aws.endpoint_url, aws.client_env())
+    now = [0.0]
+    runner = AthenaQueryRunner(
+        client._client, default_output_location=OUT, failure_grace_seconds=10, clock=lambda: now[0]
+    )
+    aws.athena_queries.default = RunBehaviour(
+        phases=(("RUNNING", 0.1), ("FAILED", 600)), error_message="transient"
+    )
+    spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
+    job = Job(spec, aio_loop.run(runner.start(spec, "r" * 64, False)))
+    wait_until(
+        lambda: (
+            aws.client("athena").get_query_execution(QueryExecutionId=job.run_id)["QueryExecution"][
+                "Status"
+            ]["State"]
+            == "FAILED"
+        )
+    )
+
+    held = aio_loop.run(runner.check([job]))[job.run_id]
+    now[0] = 11.0
+    reported = aio_loop.run(runner.check([job]))[job.run_id]
+    client.close()
+
+    assert held is RUNNING
+    assert isinstance(reported, Failed)
+    assert reported.cause["AthenaError"]["Retryable"] is True

@@ -1,0 +1,146 @@
+"""The Glue runner against the emulator's Glue, through aiobotocore as the worker uses it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runners.engine.runner import RUNNING, Failed, Job, Succeeded
+from runners.errors import RunnerInputError, TaskFailure, TryLater
+from runners.local import Emulator, RunBehaviour
+from runners.services.glue import TASK_KEY_ARGUMENT, GlueJobRunner, GlueJobSpec
+from tests.aio import AioLoop
+from tests.engine.test_end_to_end import glue_job
+from tests.helpers import wait_until
+
+KEY = "a" * 64
+
+
+@pytest.fixture
+def runner(aws: Emulator, aio_loop: AioLoop) -> Iterator[GlueJobRunner]:
+    client = aio_loop.client("glue", aws.endpoint_url, aws.client_env())
+    yield GlueJobRunner(client._client, default_capacity=None)
+    client.close()
+
+
+def run(aio_loop: AioLoop, coroutine: Any) -> Any:
+    return aio_loop.run(coroutine)
+
+
+def test_input_is_validated_field_by_field() -> None:
+    runner = GlueJobRunner(glue=None, default_capacity=10)
+    spec = runner.parse(
+        {
+            "GlueJobName": "J",
+            "Arguments": {"--day": "1"},
+            "Timeout": 30,
+            "NotifyDelayAfter": 5,
+            "SecurityConfiguration": "sec",
+            "Unrelated": {"ignored": True},
+        }
+    )
+    assert spec == GlueJobSpec("J", {"--day": "1"}, 10.0, None, None, 30, "sec", 5)
+    assert (
+        runner.parse({"GlueJobName": "J", "WorkerType": "G.1X", "NumberOfWorkers": 4}).max_capacity
+        is None
+    )
+    assert runner.parse({"GlueJobName": "J", "GlueJobCapacity": "2"}).max_capacity == 2.0
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({}, "GlueJobName"),
+        ({"GlueJobName": ""}, "GlueJobName"),
+        ({"GlueJobName": "J", "Arguments": {"--n": 1}}, "Arguments"),
+        ({"GlueJobName": "J", "Arguments": {TASK_KEY_ARGUMENT: "x"}}, "Arguments"),
+        ({"GlueJobName": "J", "GlueJobCapacity": "lots"}, "GlueJobCapacity"),
+        ({"GlueJobName": "J", "GlueJobCapacity": True}, "GlueJobCapacity"),
+        ({"GlueJobName": "J", "WorkerType": "G.1X"}, "WorkerType"),
+        (
+            {"GlueJobName": "J", "GlueJobCapacity": 2, "WorkerType": "G.1X", "NumberOfWorkers": 2},
+            "GlueJobCapacity",
+        ),
+        ({"GlueJobName": "J", "Timeout": 1.5}, "Timeout"),
+        ({"GlueJobName": "J" * 300}, "GlueJobName"),
+    ]
+    for document, field in cases:
+        with pytest.raises(RunnerInputError) as raised:
+            runner.parse(document)
+        assert raised.value.field == field, document
+
+
+def test_start_marks_the_run_and_a_recovered_start_finds_it(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    glue_job(aws, "J", RunBehaviour(duration=30), max_concurrent=5)
+    spec = runner.parse({"GlueJobName": "J", "Arguments": {"--day": "1"}})
+
+    first = run(aio_loop, runner.start(spec, KEY, may_exist=False))
+    again = run(aio_loop, runner.start(spec, KEY, may_exist=True))
+
+    assert again == first
+    runs = aws.client("glue").get_job_runs(JobName="J")["JobRuns"]
+    assert len(runs) == 1
+    assert runs[0]["Arguments"] == {"--day": "1", TASK_KEY_ARGUMENT: KEY}
+
+
+def test_start_refusals_are_classified(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    glue_job(aws, "One", RunBehaviour(duration=30))
+    spec = runner.parse({"GlueJobName": "One"})
+    run(aio_loop, runner.start(spec, KEY, may_exist=False))
+
+    with pytest.raises(TryLater) as later:
+        run(aio_loop, runner.start(spec, "b" * 64, may_exist=False))
+    with pytest.raises(RunnerInputError) as missing:
+        run(aio_loop, runner.start(runner.parse({"GlueJobName": "Missing"}), KEY, False))
+
+    assert later.value.error == "GlueConcurrentRunsExceededError"
+    assert missing.value.field == "GlueJobName"
+    assert not isinstance(missing.value, TryLater)
+    assert isinstance(missing.value, TaskFailure)
+
+
+def test_many_runs_of_one_job_are_checked_with_get_job_runs(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    glue_job(aws, "Wide", RunBehaviour(duration=0.5), max_concurrent=300)
+    glue_job(aws, "Narrow", RunBehaviour(duration=30))
+    wide = runner.parse({"GlueJobName": "Wide"})
+    narrow = runner.parse({"GlueJobName": "Narrow"})
+    jobs = [Job(wide, run(aio_loop, runner.start(wide, f"{n:064d}", False))) for n in range(250)]
+    jobs.append(Job(narrow, run(aio_loop, runner.start(narrow, KEY, False))))
+    wait_until(
+        lambda: (
+            aws.client("glue").get_job_run(JobName="Wide", RunId=jobs[249].run_id)["JobRun"][
+                "JobRunState"
+            ]
+            == "SUCCEEDED"
+        )
+    )
+    aws.faults.calls.clear()
+
+    statuses = run(aio_loop, runner.check(jobs))
+
+    assert len(statuses) == 251
+    assert all(isinstance(statuses[job.run_id], Succeeded) for job in jobs[:250])
+    assert statuses[jobs[-1].run_id] is RUNNING
+    assert aws.faults.calls["glue:GetJobRuns"] == 2
+    assert aws.faults.calls["glue:GetJobRun"] == 1
+
+
+def test_a_failed_run_becomes_glue_job_failed_error(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    glue_job(aws, "Fails", RunBehaviour(duration=0.1, final_state="ERROR", error_message="oom"))
+    spec = runner.parse({"GlueJobName": "Fails"})
+    job = Job(spec, run(aio_loop, runner.start(spec, KEY, False)))
+    asyncio.run(asyncio.sleep(0.2))
+
+    status = run(aio_loop, runner.check([job]))[job.run_id]
+
+    assert isinstance(status, Failed)
+    assert status.error == "GlueJobFailedError"
+    assert status.cause["glue_job_run_state"] == "ERROR"
+    assert status.cause["glue_job_run_error_msg"] == "oom"

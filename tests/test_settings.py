@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runners.errors import ConfigError
+from runners.settings import RunnerConfig, from_environment, load_file
+
+ARN = "arn:aws:states:eu-west-1:123456789012:activity:GlueRunnerActivity"
+
+
+def test_the_original_config_file_works_as_is(tmp_path: Path) -> None:
+    path = tmp_path / "gluerunner-config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "sfn_activity_arn": ARN,
+                "sfn_worker_name": "gluerunner",
+                "ddb_table": "GlueRunnerActiveJobs",
+                "ddb_query_limit": 50,
+                "glue_job_capacity": 10,
+            }
+        )
+    )
+
+    config = load_file(path, {})
+
+    assert (
+        config.runner,
+        config.activity_arn,
+        config.worker_name,
+        config.table,
+        config.page_size,
+        config.glue_job_capacity,
+    ) == ("glue", ARN, "gluerunner", "GlueRunnerActiveJobs", 50, 10)
+    assert config.region == "eu-west-1"
+
+
+def test_environment_overrides_files_per_runner_then_for_all(tmp_path: Path) -> None:
+    path = tmp_path / "any-name.json"
+    path.write_text(
+        json.dumps({"runner": "athena", "activity_arn": ARN, "table": "T", "pollers": 2})
+    )
+    environ = {
+        "RUNNERS_POLLERS": "8",
+        "RUNNERS_ATHENA_POLLERS": "16",
+        "RUNNERS_CHECK_INTERVAL_SECONDS": "2.5",
+        "RUNNERS_GLUE_TABLE": "ignored",
+    }
+
+    config = load_file(path, environ)
+
+    assert (config.runner, config.pollers, config.check_interval_seconds, config.table) == (
+        "athena",
+        16,
+        2.5,
+        "T",
+    )
+
+
+def test_a_lambda_is_configured_by_environment_alone() -> None:
+    config = from_environment(
+        "glue",
+        {
+            "RUNNERS_GLUE_ACTIVITY_ARN": ARN,
+            "RUNNERS_GLUE_TABLE": "Jobs",
+            "RUNNERS_GLUE_JOB_CAPACITY": "5",
+        },
+    )
+
+    assert (config.runner, config.activity_arn, config.table, config.glue_job_capacity) == (
+        "glue",
+        ARN,
+        "Jobs",
+        5.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"runner": "glue", "table": "T"}, "missing configuration: activity_arn"),
+        ({"runner": "spark", "activity_arn": ARN, "table": "T"}, "runner: 'spark'"),
+        ({"runner": "glue", "activity_arn": "arn:aws:states:x", "table": "T"}, "activity_arn"),
+        ({"runner": "glue", "activity_arn": ARN, "table": "T", "pollers": 0}, "pollers"),
+        ({"runner": "glue", "activity_arn": ARN, "table": "T", "typo": 1}, "unknown"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path: Path, data: dict[str, object], message: str) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+
+    with pytest.raises(ConfigError, match=message):
+        load_file(path, {})
+
+
+def test_a_non_numeric_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="RUNNERS_POLLERS"):
+        from_environment(
+            "glue",
+            {
+                "RUNNERS_GLUE_ACTIVITY_ARN": ARN,
+                "RUNNERS_GLUE_TABLE": "T",
+                "RUNNERS_POLLERS": "many",
+            },
+        )
+
+
+def test_defaults_are_production_values() -> None:
+    config = RunnerConfig(runner="glue", activity_arn=ARN, table="T")
+
+    assert config.poll_seconds == 60.0
+    assert config.heartbeat_interval_seconds > config.check_interval_seconds
