@@ -281,8 +281,13 @@ class Engine(Generic[SpecT]):
     async def _cancel(self, flight: InFlight[SpecT]) -> None:
         """The execution stopped or timed out: stop the job, close the record."""
         flight.log.info("task closed by Step Functions; stopping the job")
-        if flight.record.run_id:
-            job = Job(flight.spec, flight.record.run_id)
+        run_id = flight.record.run_id
+        if run_id is None and flight.may_exist:
+            run_id = await retry(
+                lambda: self.runner.find(flight.spec, flight.record.key), CYCLE_RETRY_SECONDS
+            )
+        if run_id:
+            job = Job(flight.spec, run_id)
             try:
                 await retry(lambda: self.runner.stop(job), CYCLE_RETRY_SECONDS)
             except Exception:

@@ -66,6 +66,10 @@ class Runner(ABC, Generic[SpecT]):
         ``TryLater`` for a limit that will pass, ``TaskFailure`` for a final refusal.
         """
 
+    async def find(self, spec: SpecT, key: str) -> str | None:
+        """The run an earlier start attempt made for ``key``, if the service can tell."""
+        return None
+
     @abstractmethod
     async def check(self, jobs: Sequence[Job[SpecT]]) -> Mapping[str, JobStatus]:
         """The status of every job, by run id, in as few calls as the service allows.

@@ -108,7 +108,7 @@ class GlueJobRunner(Runner[GlueJobSpec]):
 
     async def start(self, spec: GlueJobSpec, key: str, may_exist: bool) -> str:
         if may_exist:
-            existing = await self._find_run(spec.job_name, key)
+            existing = await self.find(spec, key)
             if existing is not None:
                 return existing
         try:
@@ -131,9 +131,9 @@ class GlueJobRunner(Runner[GlueJobSpec]):
             START_ERROR, {"glue_job_name": spec.job_name, "error": code, "message": message}
         )
 
-    async def _find_run(self, job_name: str, key: str) -> str | None:
+    async def find(self, spec: GlueJobSpec, key: str) -> str | None:
         """The run an earlier attempt started for this task, if any (newest first)."""
-        async for run in self._runs(job_name, self.lookup_pages):
+        async for run in self._runs(spec.job_name, self.lookup_pages):
             if (run.get("Arguments") or {}).get(TASK_KEY_ARGUMENT) == key:
                 return str(run["Id"])
         return None

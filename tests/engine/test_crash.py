@@ -76,3 +76,36 @@ def test_sigterm_hands_tasks_to_the_next_worker_at_once(aws: Emulator, tmp_path:
     assert done["status"] == "SUCCEEDED"
     assert aws.faults.calls["glue:StartJobRun"] == 1
     assert "task taken over" in (tmp_path / "second.log").read_text()
+
+
+def test_a_stopped_execution_stops_the_run_a_dead_worker_started(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    """The run id never reached the store; the replacement finds the run by its task key
+    and stops it once Step Functions says the task is closed."""
+    sfn, glue = aws.client("stepfunctions"), aws.client("glue")
+    activity = sfn.create_activity(name="GlueRunnerActivity")["activityArn"]
+    glue_job(aws, "Forever", RunBehaviour(duration=600))
+    runner_config = config("glue", activity, lease_seconds=2)
+    execution = sfn.start_execution(
+        stateMachineArn=task_machine(sfn, "orphan", activity),
+        input=json.dumps({"GlueJobName": "Forever"}),
+    )["executionArn"]
+
+    with worker_process(aws, tmp_path, runner_config, log_name="victim") as victim:
+        aws.faults.on_call("glue:StartJobRun", kill_once(victim))
+        assert wait_until(lambda: victim.poll() is not None, timeout=30)
+    sfn.stop_execution(executionArn=execution)
+    [run] = glue.get_job_runs(JobName="Forever")["JobRuns"]
+
+    with worker_process(aws, tmp_path, runner_config, log_name="cleaner"):
+        wait_until(
+            lambda: (
+                glue.get_job_run(JobName="Forever", RunId=run["Id"])["JobRun"]["JobRunState"]
+                in {"STOPPING", "STOPPED"}
+            ),
+            timeout=30,
+        )
+
+    assert aws.faults.calls["glue:StartJobRun"] == 1
+    assert aws.faults.calls["glue:BatchStopJobRun"] == 1
