@@ -22,7 +22,9 @@ from runners.engine.runner import Runner
 from runners.engine.store import DynamoStore
 from runners.services.athena import AthenaQueryRunner
 from runners.services.glue import GlueJobRunner
+from runners.services.s3wait import S3WaitRunner, WaitRule
 from runners.settings import RunnerConfig
+from runners.waits.table import WaitTable
 
 # Short-call clients: fail fast and let the engine's retry policy decide.
 _CALL_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 20}
@@ -58,13 +60,26 @@ class _Clients:
         return self._cache[key]
 
 
-async def _runner(config: RunnerConfig, clients: _Clients) -> Runner[Any]:
+async def _runner(config: RunnerConfig, clients: _Clients, create_tables: bool) -> Runner[Any]:
     if config.runner == "glue":
         return GlueJobRunner(await clients.get("glue", config.region), config.glue_job_capacity)
-    return AthenaQueryRunner(
-        await clients.get("athena", config.region),
-        default_output_location=config.athena_output_location,
-        default_workgroup=config.athena_workgroup,
+    if config.runner == "athena":
+        return AthenaQueryRunner(
+            await clients.get("athena", config.region),
+            default_output_location=config.athena_output_location,
+            default_workgroup=config.athena_workgroup,
+        )
+    assert config.wait_table is not None  # RunnerConfig checks it
+    waits = WaitTable(config.wait_table, config.region)
+    if create_tables:
+        waits.create_table()
+    return S3WaitRunner(
+        await clients.get("s3", config.region),
+        waits,
+        config.activity_arn,
+        config.table,
+        WaitRule(config.wait_bucket, config.wait_prefix, config.wait_suffix, config.wait_glob),
+        config.wait_max_age_seconds,
     )
 
 
@@ -98,7 +113,7 @@ async def open_engines(
             engines.append(
                 Engine(
                     config,
-                    await _runner(config, clients),
+                    await _runner(config, clients, create_tables),
                     ActivityChannel(polls, calls, config.activity_arn, config.worker_name),
                     store,
                     worker_identity(config.worker_name, owner_instance),

@@ -19,7 +19,7 @@ from typing import Any
 
 from runners.errors import ConfigError
 
-RUNNER_NAMES = ("glue", "athena")
+RUNNER_NAMES = ("glue", "athena", "s3wait")
 FILE_NAMES = {"gluerunner-config.json": "glue", "athenarunner-config.json": "athena"}
 ALIASES = {
     "sfn_activity_arn": "activity_arn",
@@ -50,6 +50,12 @@ class RunnerConfig:
     glue_job_capacity: float | None = None
     athena_output_location: str | None = None
     athena_workgroup: str | None = None
+    wait_table: str | None = None
+    wait_bucket: str | None = None
+    wait_prefix: str | None = None
+    wait_suffix: str | None = None
+    wait_glob: str | None = None
+    wait_max_age_seconds: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.runner not in RUNNER_NAMES:
@@ -58,6 +64,8 @@ class RunnerConfig:
             raise ConfigError(f"activity_arn: {self.activity_arn!r} is not an activity ARN")
         if not self.table:
             raise ConfigError("table: the job table name is empty")
+        if self.runner == "s3wait" and not self.wait_table:
+            raise ConfigError("wait_table: the s3wait runner needs the wait table's name")
         for field in fields(self):
             value = getattr(self, field.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
@@ -86,16 +94,20 @@ def from_mapping(data: Mapping[str, Any], default_runner: str | None = None) -> 
         raise ConfigError(str(error)) from error
 
 
-def with_environment(config: RunnerConfig, environ: Mapping[str, str]) -> RunnerConfig:
-    overrides: dict[str, Any] = {}
+def environment_values(runner: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Config fields set by ``RUNNERS_<RUNNER>_<FIELD>``, else ``RUNNERS_<FIELD>``."""
+    values: dict[str, Any] = {}
     for field in fields(RunnerConfig):
-        if field.name == "runner":
-            continue
-        for name in (f"RUNNERS_{config.runner}_{field.name}", f"RUNNERS_{field.name}"):
-            raw = environ.get(name.upper())
-            if raw is not None:
-                overrides[field.name] = _parse(field, raw, name.upper())
+        for name in (f"RUNNERS_{runner}_{field.name}".upper(), f"RUNNERS_{field.name}".upper()):
+            raw = environ.get(name)
+            if raw is not None and field.name != "runner":
+                values[field.name] = _parse(field, raw, name)
                 break
+    return values
+
+
+def with_environment(config: RunnerConfig, environ: Mapping[str, str]) -> RunnerConfig:
+    overrides = environment_values(config.runner, environ)
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
@@ -110,19 +122,17 @@ def load_file(path: str | Path, environ: Mapping[str, str]) -> RunnerConfig:
     return with_environment(from_mapping(data, FILE_NAMES.get(path.name)), environ)
 
 
-def from_environment(runner: str, environ: Mapping[str, str]) -> RunnerConfig:
-    """A Lambda's config: an optional file (``RUNNERS_CONFIG_FILE``), then variables."""
+def from_environment(runner: str, environ: Mapping[str, str]) -> list[RunnerConfig]:
+    """A Lambda's configs: an optional file (``RUNNERS_CONFIG_FILE``), then variables.
+    ``RUNNERS_<RUNNER>_ACTIVITY_ARN`` may list several activities, comma-separated."""
     file_name = environ.get("RUNNERS_CONFIG_FILE")
     if file_name:
-        return load_file(file_name, environ)
-    base: dict[str, Any] = {"runner": runner}
-    for name in ("activity_arn", "table"):
-        value = environ.get(f"RUNNERS_{runner}_{name}".upper()) or environ.get(
-            f"RUNNERS_{name}".upper()
-        )
-        if value:
-            base[name] = value
-    return with_environment(from_mapping(base), environ)
+        return [load_file(file_name, environ)]
+    values = environment_values(runner, environ)
+    arns = [arn.strip() for arn in str(values.pop("activity_arn", "")).split(",") if arn.strip()]
+    if not arns:
+        raise ConfigError(f"missing configuration: RUNNERS_{runner.upper()}_ACTIVITY_ARN")
+    return [from_mapping({"runner": runner, **values, "activity_arn": arn}) for arn in arns]
 
 
 def _parse(field: dataclasses.Field[Any], raw: str, name: str) -> Any:

@@ -61,7 +61,7 @@ def test_environment_overrides_files_per_runner_then_for_all(tmp_path: Path) -> 
 
 
 def test_a_lambda_is_configured_by_environment_alone() -> None:
-    config = from_environment(
+    [config] = from_environment(
         "glue",
         {
             "RUNNERS_GLUE_ACTIVITY_ARN": ARN,
@@ -76,6 +76,24 @@ def test_a_lambda_is_configured_by_environment_alone() -> None:
         "Jobs",
         5.0,
     )
+
+
+def test_a_lambda_can_serve_several_wait_activities() -> None:
+    other = ARN.replace("GlueRunnerActivity", "bucket-file.csv")
+    configs = from_environment(
+        "s3wait",
+        {
+            "RUNNERS_S3WAIT_ACTIVITY_ARN": f"{ARN}, {other}",
+            "RUNNERS_S3WAIT_TABLE": "Jobs",
+            "RUNNERS_WAIT_TABLE": "Waits",
+            "RUNNERS_WAIT_BUCKET": "bucket",
+        },
+    )
+
+    assert [c.activity_arn for c in configs] == [ARN, other]
+    assert {(c.table, c.wait_table, c.wait_bucket) for c in configs} == {
+        ("Jobs", "Waits", "bucket")
+    }
 
 
 @pytest.mark.parametrize(

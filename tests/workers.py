@@ -87,6 +87,12 @@ class InProcessWorker:
     def counters(self) -> dict[str, int]:
         return self.engines[0].counters.as_dict()
 
+    def idle_tasks(self) -> int:
+        """Tasks held and not in the middle of an operation (a start, a report...)."""
+        return sum(
+            not flight.busy for engine in self.engines for flight in list(engine.in_flight.values())
+        )
+
 
 @contextmanager
 def running_worker(*configs: RunnerConfig) -> Iterator[InProcessWorker]:

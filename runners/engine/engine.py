@@ -186,9 +186,14 @@ class Engine(Generic[SpecT]):
             return
         record.run_id, record.status, record.started_at = run_id, Status.RUNNING, self.clock()
         flight.log = flight.log.bind(run_id=run_id)
-        if await self._save(flight):
-            self.counters.started += 1
-            flight.log.info("job started")
+        if not await self._save(flight):
+            return
+        self.counters.started += 1
+        flight.log.info("job started")
+        if self.runner.settles_at_start:
+            status = (await self._statuses([flight])).get(run_id)
+            if isinstance(status, Succeeded | Failed):
+                await self._close(flight, status)
 
     # Checking ----------------------------------------------------------------------
 
@@ -258,7 +263,7 @@ class Engine(Generic[SpecT]):
         """Report the outcome, then close the record."""
         token = flight.record.token
         if isinstance(status, Succeeded):
-            reported = await retry(
+            reported = status.reported or await retry(
                 lambda: self.channel.succeed(token, status.output), CYCLE_RETRY_SECONDS
             )
             outcome, error = Outcome.SUCCEEDED, None

@@ -26,6 +26,9 @@ class Running:
 @dataclass(frozen=True)
 class Succeeded:
     output: dict[str, Any]
+    # The outcome already reached the task by another path (the object-created
+    # Lambda released a wait): close the record without reporting again.
+    reported: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class Job(Generic[SpecT]):
 
 class Runner(ABC, Generic[SpecT]):
     name: ClassVar[str]
+    # Check a job right after it starts: it may be done at once (the awaited object
+    # is already there).
+    settles_at_start: ClassVar[bool] = False
 
     @abstractmethod
     def parse(self, document: Mapping[str, Any]) -> SpecT:

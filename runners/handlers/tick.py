@@ -31,12 +31,14 @@ def lambda_tick(
     runner: str, context: LambdaContext, environ: Mapping[str, str] = os.environ
 ) -> dict[str, Any]:
     logs.configure(environ.get("RUNNERS_LOG_LEVEL", "INFO"), json_output=True)
-    config = settings.from_environment(runner, environ)
+    configs = settings.from_environment(runner, environ)
     remaining = context.get_remaining_time_in_millis() / 1000
     deadline = time.time() + remaining - SAFETY_SECONDS
-    return asyncio.run(_tick(config, deadline, f"lambda:{context.aws_request_id}"))
+    return asyncio.run(_tick(configs, deadline, f"lambda:{context.aws_request_id}"))
 
 
-async def _tick(config: settings.RunnerConfig, deadline: float, instance: str) -> dict[str, Any]:
-    async with open_engines([config], owner_instance=instance) as engines:
+async def _tick(
+    configs: list[settings.RunnerConfig], deadline: float, instance: str
+) -> dict[str, Any]:
+    async with open_engines(configs, owner_instance=instance) as engines:
         return await Worker(engines).run(asyncio.Event(), deadline)

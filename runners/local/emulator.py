@@ -20,7 +20,7 @@ from botocore.config import Config
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from runners.local import athena, glue, stepfunctions
+from runners.local import athena, glue, s3, stepfunctions
 from runners.local.faults import FaultInjector
 
 # The versions whose internals the extensions were written and tested against.
@@ -52,6 +52,7 @@ def install_extensions() -> None:
         stepfunctions.install()
         athena.install()
         glue.install()
+        s3.install()
         # A failed execution is business as usual here, visible in its history; moto's
         # interpreter would log each one at ERROR, werkzeug every request at INFO.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)

@@ -113,3 +113,43 @@ def test_athena_tick_runs_a_query_to_success(aws: Emulator, lambda_env: dict[str
     assert json.loads(finished(sfn, execution)["output"])["AthenaQueryExecutionState"] == (
         "SUCCEEDED"
     )
+
+
+def test_one_wait_tick_serves_several_wait_activities(
+    aws: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runners.handlers import s3waitrunner
+    from runners.waits.table import WaitTable
+    from tests.waits.notifications import Notifications
+
+    sfn, s3 = aws.client("stepfunctions"), aws.client("s3")
+    s3.create_bucket(Bucket="data")
+    arns = [
+        sfn.create_activity(name=f"data-{name}.csv")["activityArn"]
+        for name in ("sales", "marketing")
+    ]
+    for name, value in {
+        "RUNNERS_S3WAIT_ACTIVITY_ARN": ",".join(arns),
+        "RUNNERS_S3WAIT_TABLE": "WaitTasks",
+        "RUNNERS_WAIT_TABLE": "Waits",
+        "RUNNERS_WAIT_BUCKET": "data",
+        "RUNNERS_POLL_SECONDS": str(POLL_SECONDS),
+        "RUNNERS_CHECK_INTERVAL_SECONDS": "0.3",
+    }.items():
+        monkeypatch.setenv(name, value)
+    DynamoStore("WaitTasks", "us-east-1", retention_seconds=60).create_table()
+    WaitTable("Waits", "us-east-1").create_table()
+    notifications = Notifications(aws, "data", "s3")
+    for name in ("sales", "marketing"):
+        s3.put_object(Bucket="data", Key=f"{name}.csv", Body=b"x")
+    while notifications.deliver(wait_seconds=1):
+        pass
+    executions = [
+        sfn.start_execution(stateMachineArn=task_machine(sfn, f"w{n}", arn))["executionArn"]
+        for n, arn in enumerate(arns)
+    ]
+
+    summary = s3waitrunner.handler(SCHEDULED_EVENT, Context("request-5", timeout_seconds=18))
+
+    assert [r["succeeded"] for r in summary["runners"]] == [1, 1]
+    assert [finished(sfn, arn)["status"] for arn in executions] == ["SUCCEEDED"] * 2

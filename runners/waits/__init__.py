@@ -1,0 +1,1 @@
+"""Wait-for-data: shared by the S3 wait runner and the object-created Lambda."""
