@@ -21,6 +21,7 @@ from runners.engine.engine import CONCURRENCY, Engine
 from runners.engine.runner import Runner
 from runners.engine.store import DynamoStore
 from runners.services.athena import AthenaQueryRunner
+from runners.services.crawler import GlueCrawlerRunner
 from runners.services.glue import GlueJobRunner
 from runners.services.s3wait import S3WaitRunner, WaitRule
 from runners.settings import RunnerConfig
@@ -63,6 +64,8 @@ class _Clients:
 async def _runner(config: RunnerConfig, clients: _Clients, create_tables: bool) -> Runner[Any]:
     if config.runner == "glue":
         return GlueJobRunner(await clients.get("glue", config.region), config.glue_job_capacity)
+    if config.runner == "crawler":
+        return GlueCrawlerRunner(await clients.get("glue", config.region))
     if config.runner == "athena":
         return AthenaQueryRunner(
             await clients.get("athena", config.region),

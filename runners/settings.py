@@ -19,7 +19,7 @@ from typing import Any
 
 from runners.errors import ConfigError
 
-RUNNER_NAMES = ("glue", "athena", "s3wait")
+RUNNER_NAMES = ("glue", "athena", "s3wait", "crawler")
 FILE_NAMES = {"gluerunner-config.json": "glue", "athenarunner-config.json": "athena"}
 ALIASES = {
     "sfn_activity_arn": "activity_arn",

@@ -32,6 +32,7 @@ from runners.engine.runner import (
     Runner,
     SpecT,
     Succeeded,
+    TaskStart,
     parse_document,
 )
 from runners.engine.store import JobStore
@@ -160,7 +161,7 @@ class Engine(Generic[SpecT]):
 
         async def attempt() -> str:
             try:
-                return await self.runner.start(flight.spec, record.key, flight.may_exist)
+                return await self.runner.start(flight.spec, self._task_start(flight))
             except (TryLater, TaskFailure):
                 raise
             except Exception:
@@ -194,6 +195,11 @@ class Engine(Generic[SpecT]):
             status = (await self._statuses([flight])).get(run_id)
             if isinstance(status, Succeeded | Failed):
                 await self._close(flight, status)
+
+    @staticmethod
+    def _task_start(flight: InFlight[SpecT]) -> TaskStart:
+        record = flight.record
+        return TaskStart(record.key, record.created_at, flight.may_exist)
 
     # Checking ----------------------------------------------------------------------
 
@@ -289,7 +295,8 @@ class Engine(Generic[SpecT]):
         run_id = flight.record.run_id
         if run_id is None and flight.may_exist:
             run_id = await retry(
-                lambda: self.runner.find(flight.spec, flight.record.key), CYCLE_RETRY_SECONDS
+                lambda: self.runner.find(flight.spec, self._task_start(flight)),
+                CYCLE_RETRY_SECONDS,
             )
         if run_id:
             job = Job(flight.spec, run_id)

@@ -42,6 +42,15 @@ RUNNING = Running()
 
 
 @dataclass(frozen=True)
+class TaskStart:
+    """What a start knows about its task."""
+
+    key: str  # the task's idempotency key
+    received_at: float  # when the task arrived (epoch seconds)
+    may_exist: bool = False  # an earlier attempt may have started the job
+
+
+@dataclass(frozen=True)
 class Job(Generic[SpecT]):
     """A started job: its validated input and the service's run id."""
 
@@ -64,16 +73,17 @@ class Runner(ABC, Generic[SpecT]):
         """Fields that identify the job in logs (job name, query...)."""
 
     @abstractmethod
-    async def start(self, spec: SpecT, key: str, may_exist: bool) -> str:
-        """Start the job once per ``key`` and return its run id.
+    async def start(self, spec: SpecT, task: TaskStart) -> str:
+        """Start the job once per ``task.key`` and return its run id.
 
-        ``may_exist`` says an earlier attempt may have started it (a crash, a timeout):
-        the runner must then find that run instead of starting a second one. Raise
-        ``TryLater`` for a limit that will pass, ``TaskFailure`` for a final refusal.
+        ``task.may_exist`` says an earlier attempt may have started it (a crash, a
+        timeout): the runner must then find that run instead of starting a second one.
+        Raise ``TryLater`` for a limit that will pass, ``TaskFailure`` for a final
+        refusal.
         """
 
-    async def find(self, spec: SpecT, key: str) -> str | None:
-        """The run an earlier start attempt made for ``key``, if the service can tell."""
+    async def find(self, spec: SpecT, task: TaskStart) -> str | None:
+        """The run an earlier start attempt made for the task, if the service can tell."""
         return None
 
     @abstractmethod

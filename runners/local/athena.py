@@ -206,7 +206,9 @@ def query_execution(execution: EmulatedQueryExecution) -> dict[str, Any]:
         "Status": status,
         "Statistics": {
             "EngineExecutionTimeInMillis": running_ms,
-            "DataScannedInBytes": execution.behaviour.data_scanned_bytes if succeeded else 0,
+            "DataScannedInBytes": (
+                execution.behaviour.metrics.get("DataScannedInBytes", 0) if succeeded else 0
+            ),
             "TotalExecutionTimeInMillis": running_ms + queued_ms,
             "QueryQueueTimeInMillis": queued_ms,
         },

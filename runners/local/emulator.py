@@ -77,6 +77,7 @@ class Emulator:
         self.activity_poll_seconds = activity_poll_seconds
         self.faults = FaultInjector()
         self.glue_runs = glue.BEHAVIOURS
+        self.glue_crawls = glue.CRAWLS
         self.athena_queries = athena.BEHAVIOURS
         self._server: ThreadedMotoServer | None = None
         self.endpoint_url = ""
@@ -96,6 +97,7 @@ class Emulator:
         self._server = server
         host, port = server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        stepfunctions.Settings.port = port
         return self
 
     def stop(self) -> None:
@@ -114,6 +116,7 @@ class Emulator:
         """Back to an empty account: no resources, behaviours, faults or counts."""
         moto_api_backend.reset()
         self.glue_runs.clear()
+        self.glue_crawls.clear()
         self.athena_queries.clear()
         self.faults.clear()
 

@@ -1,16 +1,22 @@
 """Glue job runs as AWS runs them: chosen duration and outcome, concurrency, stopping.
 
-What moto lacks and this adds (AWS Glue API reference, "Job runs"):
+What moto lacks and this adds (AWS Glue API reference, "Job runs" and "Crawlers"):
 - a run's state follows a wall-clock timeline chosen per job (``RunBehaviour``), ending
   SUCCEEDED, FAILED / ERROR / TIMEOUT with an ``ErrorMessage``, or STOPPED;
 - ``ConcurrentRunsExceededException`` once ``MaxConcurrentRuns`` runs are active, checked
   atomically (moto counts only STARTING/RUNNING and races concurrent starts);
 - ``BatchStopJobRun`` (not in moto): STOPPING, then STOPPED;
-- ``GetJobRuns`` newest first, ``MaxResults`` 1-200 (moto: oldest first).
+- ``GetJobRuns`` newest first, ``MaxResults`` 1-200 (moto: oldest first);
+- crawls follow timelines too: the crawler is RUNNING, then STOPPING, then READY, and
+  ``LastCrawl`` reports the latest finished crawl as SUCCEEDED, FAILED (with its
+  ``ErrorMessage``) or CANCELLED (moto: crawl states, completed on first read);
+  ``StopCrawler`` answers ``CrawlerNotRunningException`` / ``CrawlerStoppingException``;
+  ``GetCrawlerMetrics`` (not in moto) reports the last crawl's runtime and tables.
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,9 +25,12 @@ from typing import Any
 from moto.core.responses import ActionResult
 from moto.glue.exceptions import (
     ConcurrentRunsExceededException,
+    CrawlerNotRunningException,
+    CrawlerRunningException,
+    GlueClientError,
     InvalidInputException,
 )
-from moto.glue.models import FakeJob, FakeJobRun
+from moto.glue.models import FakeCrawl, FakeCrawler, FakeJob, FakeJobRun
 from moto.glue.responses import GlueResponse
 
 from runners.local.timeline import RunBehaviour, Timeline
@@ -52,7 +61,11 @@ class GlueRunBehaviours:
 
 
 BEHAVIOURS = GlueRunBehaviours()
+CRAWLS = GlueRunBehaviours()  # by crawler name
 _start_lock = threading.Lock()
+_CRAWL_STOPPING = ("STOPPING", 0.3)
+# ListCrawls names a crawl's states differently from LastCrawl.
+_CRAWL_STATE = {"SUCCEEDED": "COMPLETED", "CANCELLED": "STOPPED"}
 
 
 class EmulatedJobRun(FakeJobRun):  # type: ignore[misc]
@@ -188,7 +201,122 @@ def get_job_runs(self: GlueResponse) -> ActionResult:
     return ActionResult(result)
 
 
+class CrawlerStoppingException(GlueClientError):  # type: ignore[misc]
+    def __init__(self, name: str) -> None:
+        super().__init__("CrawlerStoppingException", f"Crawler with name {name} is stopping")
+
+
+class EmulatedCrawl(FakeCrawl):  # type: ignore[misc]
+    """A crawl on a timeline: RUNNING, a short STOPPING, then its final status."""
+
+    timeline: Timeline
+    behaviour: RunBehaviour
+
+    @property
+    def status(self) -> str:
+        state = self.timeline.state()
+        return _CRAWL_STATE.get(state, state)
+
+    def advance(self) -> None:
+        """Reads do not move the crawl; the clock does."""
+
+    @property
+    def runtime_seconds(self) -> float:
+        return self.timeline.seconds_in("RUNNING") + self.timeline.seconds_in("STOPPING")
+
+
+def crawler_state(self: FakeCrawler) -> str:
+    """READY, RUNNING or STOPPING, from the latest crawl's timeline."""
+    if not self.crawls:
+        return "READY"
+    phase = self.crawls[-1].timeline.state()
+    return phase if phase in {"RUNNING", "STOPPING"} else "READY"
+
+
+def start_crawler(self: FakeCrawler) -> None:
+    with _start_lock:
+        if crawler_state(self) != "READY":
+            raise CrawlerRunningException(f"Crawler with name {self.name} has already started")
+        crawl = EmulatedCrawl(self.name)
+        crawl.behaviour = CRAWLS.for_job(self.name)
+        crawl.timeline = Timeline(
+            [("RUNNING", crawl.behaviour.duration), _CRAWL_STOPPING],
+            crawl.behaviour.final_state,
+            time.time(),
+        )
+        self.crawls.append(crawl)
+
+
+def stop_crawler(self: FakeCrawler) -> None:
+    state = crawler_state(self)
+    if state == "READY":
+        raise CrawlerNotRunningException(f"Crawler with name {self.name} isn't running")
+    if state == "STOPPING":
+        raise CrawlerStoppingException(self.name)
+    self.crawls[-1].timeline.stop("CANCELLED", stopping=_CRAWL_STOPPING)
+
+
+_crawler_as_dict = FakeCrawler.as_dict
+
+
+def crawler_as_dict(self: FakeCrawler) -> dict[str, Any]:
+    data: dict[str, Any] = _crawler_as_dict(self)
+    data.pop("LastCrawl", None)
+    last = _last_finished(self)
+    if last is not None:
+        data["LastCrawl"] = {
+            "Status": last.timeline.final_state,
+            "LogGroup": last.log_group,
+            "LogStream": last.log_stream,
+            "MessagePrefix": last.message_prefix,
+            "StartTime": _datetime(last.timeline.started_at),
+        }
+        if last.timeline.final_state == "FAILED":
+            data["LastCrawl"]["ErrorMessage"] = last.behaviour.error_message or "Crawl failed"
+    running = self.crawls[-1] if self.crawls and crawler_state(self) != "READY" else None
+    data["CrawlElapsedTime"] = int(running.runtime_seconds * 1000) if running else 0
+    return data
+
+
+def _last_finished(crawler: FakeCrawler) -> EmulatedCrawl | None:
+    return next((c for c in reversed(crawler.crawls) if c.timeline.is_final()), None)
+
+
+def get_crawler_metrics(self: GlueResponse) -> ActionResult:
+    backend = self.glue_backend
+    names = self._get_param("CrawlerNameList") or list(backend.crawlers)
+    return ActionResult(
+        {"CrawlerMetricsList": [_crawler_metrics(backend.get_crawler(name)) for name in names]}
+    )
+
+
+def _crawler_metrics(crawler: FakeCrawler) -> dict[str, Any]:
+    finished = [c for c in crawler.crawls if c.timeline.is_final()]
+    last = finished[-1] if finished else None
+    running = crawler.crawls[-1] if crawler_state(crawler) != "READY" else None
+    tables = last.behaviour.metrics if last else {}
+    return {
+        "CrawlerName": crawler.name,
+        "TimeLeftSeconds": max(0.0, running.behaviour.duration - running.runtime_seconds)
+        if running
+        else 0.0,
+        "StillEstimating": False,
+        "LastRuntimeSeconds": last.runtime_seconds if last else 0.0,
+        "MedianRuntimeSeconds": statistics.median(c.runtime_seconds for c in finished)
+        if finished
+        else 0.0,
+        "TablesCreated": tables.get("TablesCreated", 0),
+        "TablesUpdated": tables.get("TablesUpdated", 0),
+        "TablesDeleted": tables.get("TablesDeleted", 0),
+    }
+
+
 def install() -> None:
+    FakeCrawler.status = property(crawler_state)
+    FakeCrawler.start_crawler = start_crawler
+    FakeCrawler.stop_crawler = stop_crawler
+    FakeCrawler.as_dict = crawler_as_dict
+    GlueResponse.get_crawler_metrics = get_crawler_metrics
     FakeJob.start_job_run = start_job_run
     GlueResponse.batch_stop_job_run = batch_stop_job_run
     GlueResponse.get_job_runs = get_job_runs

@@ -19,7 +19,9 @@ the AWS Step Functions API reference:
   ``TaskTimedOut``; a token never issued answers ``InvalidToken``;
 - ``SendTaskFailure`` keeps its ``cause`` (moto drops it);
 - ``StartExecution`` without a name gets a generated UUID name;
-- ``DescribeExecution`` returns an output that is a JSON string as JSON.
+- ``DescribeExecution`` returns an output that is a JSON string as JSON;
+- service integrations (``arn:aws:states:::sns:publish``...) call this emulator, not
+  moto's default port.
 
 One lock per task decides between a report and a timeout, so the two can never both
 win: the task's own deadlines replace the interpreter's generic state timeout.
@@ -77,6 +79,7 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import (
 )
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
@@ -92,6 +95,11 @@ class Settings:
     """Process-wide: moto's backends are process-wide too."""
 
     poll_seconds: float = DEFAULT_POLL_SECONDS
+    port: int = 5000  # where service integrations (sns:publish, ...) call back
+
+
+def _service_port() -> str:
+    return str(Settings.port)
 
 
 # Errors as AWS names them (moto's own classes would serialise without an error type).
@@ -551,6 +559,7 @@ def describe_execution(self: StepFunctionResponse) -> Any:
 
 
 def install() -> None:
+    boto_client.moto_server_port = _service_port
     parser_models.stepfunctions_parser_backends = BACKENDS
     StepFunctionResponse.describe_execution = describe_execution
     state_task_factory.StateTaskActivity = EmulatedStateTaskActivity

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -21,13 +22,15 @@ class RunBehaviour:
     ``error_message`` for failures). ``phases`` replaces the default non-terminal
     phases (the service's start state, then RUNNING) with explicit ``(state, seconds)``
     steps, e.g. an Athena query that fails transiently and is queued again.
+    ``metrics`` are the figures the service reports for a finished run, by their API
+    names (``DataScannedInBytes``, ``TablesCreated``...).
     """
 
     duration: float = 1.0
     final_state: str = "SUCCEEDED"
     error_message: str | None = None
     phases: tuple[tuple[str, float], ...] | None = None
-    data_scanned_bytes: int = 0
+    metrics: Mapping[str, int] = field(default_factory=dict)
 
     def timeline(self, start_state: str, started_at: float | None = None) -> Timeline:
         phases = self.phases if self.phases is not None else self._default_phases(start_state)

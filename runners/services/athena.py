@@ -16,7 +16,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runners.engine.runner import RUNNING, Failed, Fields, Job, JobStatus, Runner, Succeeded
+from runners.engine.runner import (
+    RUNNING,
+    Failed,
+    Fields,
+    Job,
+    JobStatus,
+    Runner,
+    Succeeded,
+    TaskStart,
+)
 from runners.errors import RunnerInputError, TaskFailure
 from runners.logs import get_logger
 from runners.retry import error_code, is_retryable
@@ -104,11 +113,11 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
             return {"named_query": spec.named_query_id}
         return {"database": spec.database or ""}
 
-    async def start(self, spec: AthenaQuerySpec, key: str, may_exist: bool) -> str:
+    async def start(self, spec: AthenaQuerySpec, task: TaskStart) -> str:
         # ClientRequestToken makes a repeated start return the first query, so an
         # earlier attempt needs no search: ``may_exist`` changes nothing here.
         try:
-            request = await self._start_request(spec, key)
+            request = await self._start_request(spec, task.key)
             response = await self.athena.start_query_execution(**request)
         except ClientError as error:
             if is_retryable(error):

@@ -17,7 +17,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runners.engine.runner import RUNNING, Failed, Fields, Job, JobStatus, Runner, Succeeded
+from runners.engine.runner import (
+    RUNNING,
+    Failed,
+    Fields,
+    Job,
+    JobStatus,
+    Runner,
+    Succeeded,
+    TaskStart,
+)
 from runners.errors import RunnerInputError, TaskFailure, TryLater
 from runners.logs import get_logger
 from runners.retry import error_code, is_retryable
@@ -106,13 +115,13 @@ class GlueJobRunner(Runner[GlueJobSpec]):
     def describe(self, spec: GlueJobSpec) -> dict[str, str]:
         return {"job": spec.job_name}
 
-    async def start(self, spec: GlueJobSpec, key: str, may_exist: bool) -> str:
-        if may_exist:
-            existing = await self.find(spec, key)
+    async def start(self, spec: GlueJobSpec, task: TaskStart) -> str:
+        if task.may_exist:
+            existing = await self.find(spec, task)
             if existing is not None:
                 return existing
         try:
-            response = await self.glue.start_job_run(**spec.start_request(key))
+            response = await self.glue.start_job_run(**spec.start_request(task.key))
         except ClientError as error:
             if is_retryable(error):
                 raise
@@ -131,10 +140,10 @@ class GlueJobRunner(Runner[GlueJobSpec]):
             START_ERROR, {"glue_job_name": spec.job_name, "error": code, "message": message}
         )
 
-    async def find(self, spec: GlueJobSpec, key: str) -> str | None:
+    async def find(self, spec: GlueJobSpec, task: TaskStart) -> str | None:
         """The run an earlier attempt started for this task, if any (newest first)."""
         async for run in self._runs(spec.job_name, self.lookup_pages):
-            if (run.get("Arguments") or {}).get(TASK_KEY_ARGUMENT) == key:
+            if (run.get("Arguments") or {}).get(TASK_KEY_ARGUMENT) == task.key:
                 return str(run["Id"])
         return None
 

@@ -24,7 +24,15 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from runners.engine.runner import RUNNING, Fields, Job, JobStatus, Runner, Succeeded
+from runners.engine.runner import (
+    RUNNING,
+    Fields,
+    Job,
+    JobStatus,
+    Runner,
+    Succeeded,
+    TaskStart,
+)
 from runners.errors import RunnerInputError
 from runners.logs import get_logger
 from runners.retry import error_code
@@ -111,17 +119,22 @@ class S3WaitRunner(Runner[WaitSpec]):
 
     # Waiting -----------------------------------------------------------------------
 
-    async def start(self, spec: WaitSpec, key: str, may_exist: bool) -> str:
-        not_before = self.clock() - spec.max_age_seconds
+    async def start(self, spec: WaitSpec, task: TaskStart) -> str:
+        not_before = task.received_at - spec.max_age_seconds
         if spec.arrived_after is not None:
             not_before = max(not_before, spec.arrived_after)
         waiter = Waiter(
-            spec.matcher.bucket, key, self.activity_arn, self.job_table, spec.matcher, not_before
+            spec.matcher.bucket,
+            task.key,
+            self.activity_arn,
+            self.job_table,
+            spec.matcher,
+            not_before,
         )
         stored = await self._run(self.waits.add_waiter, waiter)
         if stored.status == WAITING:
             await self._release_if_arrived(stored)
-        return key
+        return task.key
 
     async def check(self, jobs: Sequence[Job[WaitSpec]]) -> Mapping[str, JobStatus]:
         keys = [(job.spec.matcher.bucket, job.run_id) for job in jobs]
@@ -131,7 +144,7 @@ class S3WaitRunner(Runner[WaitSpec]):
             waiter = waiters.get(job.run_id)
             if waiter is None:
                 self.log.warning("waiter missing; recording it again", wait_id=job.run_id)
-                await self.start(job.spec, job.run_id, may_exist=True)
+                await self.start(job.spec, TaskStart(job.run_id, self.clock(), may_exist=True))
                 continue
             if waiter.status == WAITING:
                 waiter = await self._release_if_arrived(waiter) or waiter

@@ -66,7 +66,9 @@ def test_glue_and_athena_tasks_succeed_in_one_worker(
     aws: Emulator, sfn: Any, glue_activity: str, athena_activity: str
 ) -> None:
     glue_job(aws, "ProcessSalesData", RunBehaviour(duration=1.0))
-    aws.athena_queries.add("FROM sales", RunBehaviour(duration=1.0, data_scanned_bytes=4096))
+    aws.athena_queries.add(
+        "FROM sales", RunBehaviour(duration=1.0, metrics={"DataScannedInBytes": 4096})
+    )
     glue_run = start(
         sfn,
         task_machine(sfn, "glue", glue_activity),

@@ -93,7 +93,9 @@ def test_a_query_succeeds_at_its_wall_clock_time(aws: Emulator, athena: Any) -> 
     """QueryExecutionStatus.State: "QUEUED indicates that the query has been submitted
     ... RUNNING indicates that the query is in execution phase. SUCCEEDED indicates that
     the query completed without errors." The state follows the clock, not the reads."""
-    aws.athena_queries.add("FROM sales", RunBehaviour(duration=1.0, data_scanned_bytes=2048))
+    aws.athena_queries.add(
+        "FROM sales", RunBehaviour(duration=1.0, metrics={"DataScannedInBytes": 2048})
+    )
     query_id = start(athena, "SELECT day, sum(revenue) FROM sales GROUP BY day")
     time.sleep(0.5)
     running = status(athena, query_id)

@@ -185,3 +185,86 @@ def test_a_run_longer_than_its_timeout_ends_in_timeout() -> None:
     assert limit_to_timeout(RunBehaviour(duration=30), timeout_minutes=2).final_state == (
         "SUCCEEDED"
     )
+
+
+# Crawlers ----------------------------------------------------------------------------
+
+
+def create_crawler(glue: Any, name: str = "SalesCrawler") -> str:
+    glue.create_crawler(
+        Name=name,
+        Role="arn:aws:iam::123456789012:role/Glue",
+        DatabaseName="sales",
+        Targets={"S3Targets": [{"Path": "s3://d/sales/"}]},
+    )
+    return name
+
+
+def crawler(glue: Any, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = glue.get_crawler(Name=name)["Crawler"]
+    return found
+
+
+def test_a_crawl_runs_then_stops_then_reports_its_last_crawl(aws: Emulator, glue: Any) -> None:
+    """Crawler.State: "Indicates whether the crawler is running, or whether a run is
+    pending." LastCrawlInfo.Status: "Status of the last crawl. Valid Values: SUCCEEDED |
+    CANCELLED | FAILED". StartCrawler: "If the crawler is already running, returns a
+    CrawlerRunningException." """
+    name = create_crawler(glue)
+    aws.glue_crawls.set(name, RunBehaviour(duration=0.5, metrics={"TablesCreated": 2}))
+    glue.start_crawler(Name=name)
+
+    running = crawler(glue, name)
+    with pytest.raises(ClientError) as raised:
+        glue.start_crawler(Name=name)
+    finished = wait_until(lambda: (c := crawler(glue, name))["State"] == "READY" and c)
+
+    assert running["State"] == "RUNNING"
+    assert "LastCrawl" not in running
+    assert error_code(raised.value) == "CrawlerRunningException"
+    assert finished["LastCrawl"]["Status"] == "SUCCEEDED"
+    metrics = glue.get_crawler_metrics(CrawlerNameList=[name])["CrawlerMetricsList"][0]
+    assert metrics["TablesCreated"] == 2
+    assert 0.5 <= metrics["LastRuntimeSeconds"] <= 1.0
+
+
+def test_a_failed_crawl_carries_its_error_message(aws: Emulator, glue: Any) -> None:
+    """LastCrawlInfo.ErrorMessage: "If an error occurred, the error information about the
+    last crawl." """
+    name = create_crawler(glue)
+    aws.glue_crawls.set(
+        name,
+        RunBehaviour(
+            duration=0.2,
+            final_state="FAILED",
+            error_message="Insufficient Lake Formation permission",
+        ),
+    )
+    glue.start_crawler(Name=name)
+
+    last = wait_until(lambda: crawler(glue, name).get("LastCrawl"))
+
+    assert (last["Status"], last["ErrorMessage"]) == (
+        "FAILED",
+        "Insufficient Lake Formation permission",
+    )
+
+
+def test_stop_crawler_cancels_and_answers_like_aws(aws: Emulator, glue: Any) -> None:
+    """StopCrawler: "If the specified crawler is running, stops the crawl." Errors:
+    "CrawlerNotRunningException: The specified crawler is not running." and
+    "CrawlerStoppingException: The specified crawler is stopping." """
+    name = create_crawler(glue)
+    aws.glue_crawls.set(name, RunBehaviour(duration=60))
+    with pytest.raises(ClientError) as idle:
+        glue.stop_crawler(Name=name)
+    glue.start_crawler(Name=name)
+
+    glue.stop_crawler(Name=name)
+    with pytest.raises(ClientError) as stopping:
+        glue.stop_crawler(Name=name)
+    last = wait_until(lambda: crawler(glue, name).get("LastCrawl"))
+
+    assert error_code(idle.value) == "CrawlerNotRunningException"
+    assert error_code(stopping.value) == "CrawlerStoppingException"
+    assert last["Status"] == "CANCELLED"

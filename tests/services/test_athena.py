@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runners.engine.runner import RUNNING, Failed, Job, Succeeded
+from runners.engine.runner import RUNNING, Failed, Job, Succeeded, TaskStart
 from runners.errors import RunnerInputError
 from runners.local import Emulator, RunBehaviour
 from runners.services.athena import AthenaQueryRunner
@@ -70,8 +70,8 @@ def test_start_is_idempotent_by_client_request_token(
 ) -> None:
     spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
 
-    first = aio_loop.run(runner.start(spec, "k" * 64, may_exist=False))
-    second = aio_loop.run(runner.start(spec, "k" * 64, may_exist=True))
+    first = aio_loop.run(runner.start(spec, TaskStart("k" * 64, 0.0, False)))
+    second = aio_loop.run(runner.start(spec, TaskStart("k" * 64, 0.0, True)))
 
     assert first == second
     assert aws.client("athena").list_query_executions()["QueryExecutionIds"] == [first]
@@ -85,7 +85,7 @@ def test_a_named_query_is_resolved_at_start(
     )["NamedQueryId"]
 
     query_id = aio_loop.run(
-        runner.start(runner.parse({"AthenaNamedQuery": named}), "n" * 64, False)
+        runner.start(runner.parse({"AthenaNamedQuery": named}), TaskStart("n" * 64, 0.0, False))
     )
 
     execution = aws.client("athena").get_query_execution(QueryExecutionId=query_id)
@@ -97,7 +97,11 @@ def test_an_unknown_named_query_is_an_input_error(
     aio_loop: AioLoop, runner: AthenaQueryRunner
 ) -> None:
     with pytest.raises(RunnerInputError) as raised:
-        aio_loop.run(runner.start(runner.parse({"AthenaNamedQuery": "missing"}), "m" * 64, False))
+        aio_loop.run(
+            runner.start(
+                runner.parse({"AthenaNamedQuery": "missing"}), TaskStart("m" * 64, 0.0, False)
+            )
+        )
     assert raised.value.field == "AthenaNamedQuery"
 
 
@@ -106,7 +110,10 @@ def test_queries_are_checked_fifty_per_call(
 ) -> None:
     aws.athena_queries.default = RunBehaviour(duration=0.2)
     spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
-    jobs = [Job(spec, aio_loop.run(runner.start(spec, f"{n:064d}", False))) for n in range(120)]
+    jobs = [
+        Job(spec, aio_loop.run(runner.start(spec, TaskStart(f"{n:064d}", 0.0, False))))
+        for n in range(120)
+    ]
     wait_until(
         lambda: (
             aws.client("athena").get_query_execution(QueryExecutionId=jobs[-1].run_id)[
@@ -133,7 +140,7 @@ def test_a_retryable_failure_is_held_back_then_reported(aws: Emulator, aio_loop:
         phases=(("RUNNING", 0.1), ("FAILED", 600)), error_message="transient"
     )
     spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
-    job = Job(spec, aio_loop.run(runner.start(spec, "r" * 64, False)))
+    job = Job(spec, aio_loop.run(runner.start(spec, TaskStart("r" * 64, 0.0, False))))
     wait_until(
         lambda: (
             aws.client("athena").get_query_execution(QueryExecutionId=job.run_id)["QueryExecution"][

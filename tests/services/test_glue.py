@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runners.engine.runner import RUNNING, Failed, Job, Succeeded
+from runners.engine.runner import RUNNING, Failed, Job, Succeeded, TaskStart
 from runners.errors import RunnerInputError, TaskFailure, TryLater
 from runners.local import Emulator, RunBehaviour
 from runners.services.glue import TASK_KEY_ARGUMENT, GlueJobRunner, GlueJobSpec
@@ -75,8 +75,8 @@ def test_start_marks_the_run_and_a_recovered_start_finds_it(
     glue_job(aws, "J", RunBehaviour(duration=30), max_concurrent=5)
     spec = runner.parse({"GlueJobName": "J", "Arguments": {"--day": "1"}})
 
-    first = run(aio_loop, runner.start(spec, KEY, may_exist=False))
-    again = run(aio_loop, runner.start(spec, KEY, may_exist=True))
+    first = run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0, False)))
+    again = run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0, True)))
 
     assert again == first
     runs = aws.client("glue").get_job_runs(JobName="J")["JobRuns"]
@@ -89,12 +89,15 @@ def test_start_refusals_are_classified(
 ) -> None:
     glue_job(aws, "One", RunBehaviour(duration=30))
     spec = runner.parse({"GlueJobName": "One"})
-    run(aio_loop, runner.start(spec, KEY, may_exist=False))
+    run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0, False)))
 
     with pytest.raises(TryLater) as later:
-        run(aio_loop, runner.start(spec, "b" * 64, may_exist=False))
+        run(aio_loop, runner.start(spec, TaskStart("b" * 64, 0.0, False)))
     with pytest.raises(RunnerInputError) as missing:
-        run(aio_loop, runner.start(runner.parse({"GlueJobName": "Missing"}), KEY, False))
+        run(
+            aio_loop,
+            runner.start(runner.parse({"GlueJobName": "Missing"}), TaskStart(KEY, 0.0, False)),
+        )
 
     assert later.value.error == "GlueConcurrentRunsExceededError"
     assert missing.value.field == "GlueJobName"
@@ -109,8 +112,11 @@ def test_many_runs_of_one_job_are_checked_with_get_job_runs(
     glue_job(aws, "Narrow", RunBehaviour(duration=30))
     wide = runner.parse({"GlueJobName": "Wide"})
     narrow = runner.parse({"GlueJobName": "Narrow"})
-    jobs = [Job(wide, run(aio_loop, runner.start(wide, f"{n:064d}", False))) for n in range(250)]
-    jobs.append(Job(narrow, run(aio_loop, runner.start(narrow, KEY, False))))
+    jobs = [
+        Job(wide, run(aio_loop, runner.start(wide, TaskStart(f"{n:064d}", 0.0, False))))
+        for n in range(250)
+    ]
+    jobs.append(Job(narrow, run(aio_loop, runner.start(narrow, TaskStart(KEY, 0.0, False)))))
     wait_until(
         lambda: (
             aws.client("glue").get_job_run(JobName="Wide", RunId=jobs[249].run_id)["JobRun"][
@@ -135,7 +141,7 @@ def test_a_failed_run_becomes_glue_job_failed_error(
 ) -> None:
     glue_job(aws, "Fails", RunBehaviour(duration=0.1, final_state="ERROR", error_message="oom"))
     spec = runner.parse({"GlueJobName": "Fails"})
-    job = Job(spec, run(aio_loop, runner.start(spec, KEY, False)))
+    job = Job(spec, run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0, False))))
     asyncio.run(asyncio.sleep(0.2))
 
     status = run(aio_loop, runner.check([job]))[job.run_id]
