@@ -18,6 +18,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    demo = commands.add_parser("demo", help="run a sample flow on the embedded emulator")
+    demo.add_argument(
+        "--scenario",
+        default="sales",
+        choices=_scenarios(),
+        help="which flow to run (default: sales)",
+    )
+    demo.add_argument("--verbose", action="store_true", help="show the worker's logs too")
+
     worker = commands.add_parser("worker", help="serve runners in one process until SIGTERM")
     worker.add_argument(
         "--config",
@@ -43,12 +52,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        if args.command == "demo":
+            from runners.demo import run_demo
+
+            return run_demo(args.scenario, args.verbose)
         if args.command == "worker":
             return run_worker(args.config, args.create_table)
         return run_emulator(args.host, args.port, args.activity_poll_seconds)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+
+
+def _scenarios() -> list[str]:
+    from runners.demo.scenarios import SCENARIOS
+
+    return list(SCENARIOS)
 
 
 def run_worker(config_files: Sequence[str], create_table: bool) -> int:

@@ -42,6 +42,13 @@ def configure(level: str = "INFO", json_output: bool | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
 
 
+def configure_once(level: str = "INFO", json_output: bool | None = None) -> None:
+    """For Lambda handlers: configure on a cold start, keep whatever is set after (a
+    host process such as the demo may have configured logging already)."""
+    if not structlog.is_configured():
+        configure(level, json_output)
+
+
 def get_logger(**bound: object) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger("runners").bind(**bound)
     return logger

@@ -77,7 +77,7 @@ class Releaser:
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, int]:
-    logs.configure(os.environ.get("RUNNERS_LOG_LEVEL", "INFO"), json_output=True)
+    logs.configure_once(os.environ.get("RUNNERS_LOG_LEVEL", "INFO"), json_output=True)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     releaser = Releaser(
         WaitTable(os.environ["RUNNERS_WAIT_TABLE"], region),

@@ -30,7 +30,7 @@ class LambdaContext(Protocol):
 def lambda_tick(
     runner: str, context: LambdaContext, environ: Mapping[str, str] = os.environ
 ) -> dict[str, Any]:
-    logs.configure(environ.get("RUNNERS_LOG_LEVEL", "INFO"), json_output=True)
+    logs.configure_once(environ.get("RUNNERS_LOG_LEVEL", "INFO"), json_output=True)
     configs = settings.from_environment(runner, environ)
     remaining = context.get_remaining_time_in_millis() / 1000
     deadline = time.time() + remaining - SAFETY_SECONDS

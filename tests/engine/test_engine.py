@@ -69,7 +69,7 @@ def test_polling_pauses_at_the_in_flight_cap(aws: Emulator) -> None:
 
         def sample() -> None:
             while not sampling.is_set():
-                highest[0] = max(highest[0], worker.engines[0].load)
+                highest[0] = max(highest[0], worker.inspect(lambda: worker.engines[0].load))
                 time.sleep(0.01)
 
         sampler = threading.Thread(target=sample)
