@@ -28,12 +28,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--verbose", action="store_true", help="show the worker's logs too")
 
     worker = commands.add_parser("worker", help="serve runners in one process until SIGTERM")
-    worker.add_argument(
+    source = worker.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--config",
         action="append",
-        required=True,
         metavar="FILE",
         help="a runner config (JSON); repeat for several runners",
+    )
+    source.add_argument(
+        "--from-env",
+        action="store_true",
+        help="serve the runners RUNNERS_SERVE names, configured by RUNNERS_* variables",
     )
     worker.add_argument(
         "--create-table", action="store_true", help="create the job tables if missing (local use)"
@@ -50,6 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=60.0,
         help="how long GetActivityTask waits for a task (default: 60, as on AWS)",
     )
+    emulator.add_argument(
+        "--fire-schedules",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="fire every scheduled EventBridge rule this often (default: never)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -57,27 +69,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(args.scenario, args.verbose)
         if args.command == "worker":
-            return run_worker(args.config, args.create_table)
-        return run_emulator(args.host, args.port, args.activity_poll_seconds)
+            return run_worker(args.config or [], args.from_env, args.create_table)
+        return run_emulator(args.host, args.port, args.activity_poll_seconds, args.fire_schedules)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
 
 
 def _scenarios() -> list[str]:
-    from runners.demo.scenarios import SCENARIOS
-
+    """The demo's flows; none where the demo is not installed (the container image)."""
+    try:
+        from runners.demo.scenarios import SCENARIOS
+    except ImportError:
+        return []
     return list(SCENARIOS)
 
 
-def run_worker(config_files: Sequence[str], create_table: bool) -> int:
+def run_worker(config_files: Sequence[str], from_env: bool, create_table: bool) -> int:
     """Serve until SIGTERM/SIGINT, then drain polls, hand over held tasks and exit 0."""
     from runners import logs, settings
     from runners.engine.worker import Worker
     from runners.runtime import open_engines
 
     logs.configure(os.environ.get("RUNNERS_LOG_LEVEL", "INFO"))
-    configs = [settings.load_file(path, os.environ) for path in config_files]
+    if from_env:
+        configs = settings.served_from_environment(os.environ)
+    else:
+        configs = [settings.load_file(path, os.environ) for path in config_files]
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -91,8 +109,11 @@ def run_worker(config_files: Sequence[str], create_table: bool) -> int:
     return 0
 
 
-def run_emulator(host: str, port: int, activity_poll_seconds: float) -> int:
-    """Serve until SIGINT or SIGTERM; the endpoint URL is the first line printed."""
+def run_emulator(
+    host: str, port: int, activity_poll_seconds: float, fire_schedules_seconds: float = 0.0
+) -> int:
+    """Serve until SIGINT or SIGTERM; the endpoint URL is the first line printed. With
+    ``fire_schedules_seconds``, scheduled rules (runner Lambdas) fire on that period."""
     from runners.local import Emulator
 
     stop = threading.Event()
@@ -111,5 +132,12 @@ def run_emulator(host: str, port: int, activity_poll_seconds: float) -> int:
             file=sys.stderr,
         )
         print("Serving until interrupted (Ctrl-C).", file=sys.stderr, flush=True)
-        stop.wait()
+        if fire_schedules_seconds > 0:
+            while not stop.wait(fire_schedules_seconds):
+                try:
+                    emu.fire_schedules()
+                except Exception as error:  # an emulator bug must not stop the endpoint
+                    print(f"firing schedules failed: {error!r}", file=sys.stderr, flush=True)
+        else:
+            stop.wait()
     return 0

@@ -135,6 +135,18 @@ def from_environment(runner: str, environ: Mapping[str, str]) -> list[RunnerConf
     return [from_mapping({"runner": runner, **values, "activity_arn": arn}) for arn in arns]
 
 
+def served_from_environment(environ: Mapping[str, str]) -> list[RunnerConfig]:
+    """A container worker's configs: ``RUNNERS_SERVE`` names its runners (comma-separated),
+    each configured by variables as in ``from_environment``."""
+    served = [name.strip() for name in environ.get("RUNNERS_SERVE", "").split(",") if name.strip()]
+    if not served:
+        raise ConfigError(f"RUNNERS_SERVE: name the runners to serve ({', '.join(RUNNER_NAMES)})")
+    unknown = sorted(set(served) - set(RUNNER_NAMES))
+    if unknown:
+        raise ConfigError(f"RUNNERS_SERVE: unknown runners {', '.join(unknown)}")
+    return [config for runner in served for config in from_environment(runner, environ)]
+
+
 def _parse(field: dataclasses.Field[Any], raw: str, name: str) -> Any:
     kind = str(field.type)
     try:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import boto3
 import pytest
@@ -93,3 +94,26 @@ def test_serves_on_the_requested_port_through_aws_endpoint_url() -> None:
         process.terminate()
         assert wait_until(lambda: process.poll() is not None, timeout=10)
         assert process.returncode == 0
+
+
+def test_fires_scheduled_rules_on_the_period_asked_for() -> None:
+    """``--fire-schedules`` stands in for EventBridge's clock when rehearsing a
+    deployment: each scheduled rule's targets receive a "Scheduled Event"."""
+    with emulator_process("--fire-schedules", "0.2") as (process, endpoint):
+        options: dict[str, Any] = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "x",
+            "aws_secret_access_key": "x",
+        }
+        sqs, events = boto3.client("sqs", **options), boto3.client("events", **options)
+        queue = sqs.create_queue(QueueName="ticks")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+        events.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")
+        events.put_targets(
+            Rule="every-minute", Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}]
+        )
+        message = wait_until(lambda: sqs.receive_message(QueueUrl=queue).get("Messages"))
+        assert '"Scheduled Event"' in message[0]["Body"]
+        process.terminate()
+        assert process.wait(timeout=10) == 0

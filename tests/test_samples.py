@@ -102,6 +102,7 @@ def test_every_definition_is_valid_on_the_emulator(aws: Emulator) -> None:
         json.loads(text)
         names = set(re.findall(r"\$\{(\w+)\}", text))
         values = {name: f"arn:aws:states:us-east-1:123456789012:activity:{name}" for name in names}
+        values["Partition"] = "aws"
         arn = sfn.create_state_machine(
             name=path.name.split(".")[0],
             definition=substitute(text, values),

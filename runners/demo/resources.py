@@ -155,6 +155,7 @@ def deploy(aws: Emulator) -> Deployment:
         "SourceDataBucketName": SOURCE_BUCKET,
         "AthenaDatabase": "sales",
         "AthenaResultsLocation": f"s3://{ARTIFACTS_BUCKET}/athena-results/",
+        "Partition": "aws",
     }
     machines = {
         name: sfn.create_state_machine(

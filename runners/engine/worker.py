@@ -20,6 +20,8 @@ from runners.logs import get_logger
 # A poll is only started if it can finish before the deadline, with this margin.
 POLL_MARGIN_SECONDS = 5.0
 _ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
+# How often a tick whose polls are over looks whether its last task has closed.
+_IDLE_CHECK_SECONDS = 0.5
 
 
 class Worker:
@@ -50,14 +52,30 @@ class Worker:
         self.log.info(
             "worker started", runners=[e.runner.name for e in self.engines], pollers=len(pollers)
         )
-        await self._until(stop, deadline)
+        await self._until(stop, deadline, pollers)
         await self._shutdown(pollers, background)
         return {"runners": [engine.summary() for engine in self.engines]}
 
-    async def _until(self, stop: asyncio.Event, deadline: float | None) -> None:
+    async def _until(
+        self, stop: asyncio.Event, deadline: float | None, pollers: list[asyncio.Task[None]]
+    ) -> None:
+        """Until stopped or the deadline; a tick also ends once it may start no more polls
+        and holds no task (a scheduled Lambda is billed for every second it waits)."""
+        ends: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+        if deadline is not None:
+            ends.append(asyncio.create_task(self._idle_after_polls(pollers)))
         timeout = None if deadline is None else max(0.0, deadline - self.clock())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout)
+        try:
+            await asyncio.wait(ends, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for end in ends:
+                end.cancel()
+            await asyncio.gather(*ends, return_exceptions=True)
+
+    async def _idle_after_polls(self, pollers: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*pollers, return_exceptions=True)
+        while self._accepts or any(engine.load for engine in self.engines):
+            await asyncio.sleep(_IDLE_CHECK_SECONDS)
 
     async def _shutdown(
         self, pollers: list[asyncio.Task[None]], background: list[asyncio.Task[None]]

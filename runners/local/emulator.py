@@ -20,7 +20,7 @@ from botocore.config import Config
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from runners.local import athena, glue, s3, stepfunctions
+from runners.local import athena, awslambda, cloudformation, events, glue, s3, stepfunctions
 from runners.local.faults import FaultInjector
 
 # The versions whose internals the extensions were written and tested against.
@@ -53,6 +53,9 @@ def install_extensions() -> None:
         athena.install()
         glue.install()
         s3.install()
+        awslambda.install()
+        events.install()
+        cloudformation.install()
         # A failed execution is business as usual here, visible in its history; moto's
         # interpreter would log each one at ERROR, werkzeug every request at INFO.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
@@ -79,6 +82,7 @@ class Emulator:
         self.glue_runs = glue.BEHAVIOURS
         self.glue_crawls = glue.CRAWLS
         self.athena_queries = athena.BEHAVIOURS
+        self.lambdas = awslambda.RUNTIME
         self._server: ThreadedMotoServer | None = None
         self.endpoint_url = ""
 
@@ -98,6 +102,7 @@ class Emulator:
         host, port = server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
         stepfunctions.Settings.port = port
+        self.lambdas.endpoint_url = self.endpoint_url
         return self
 
     def stop(self) -> None:
@@ -106,6 +111,7 @@ class Emulator:
         if self._server is None:
             return
         self.reset()
+        self.lambdas.close()
         self._server.stop()
         self._server._server.server_close()
         self._server = None
@@ -114,11 +120,17 @@ class Emulator:
 
     def reset(self) -> None:
         """Back to an empty account: no resources, behaviours, faults or counts."""
+        self.lambdas.clear()
         moto_api_backend.reset()
         self.glue_runs.clear()
         self.glue_crawls.clear()
         self.athena_queries.clear()
         self.faults.clear()
+
+    def fire_schedules(self) -> list[str]:
+        """One tick of every enabled scheduled EventBridge rule (moto never fires them);
+        returns the rules' names. Lambda targets run asynchronously: see ``lambdas``."""
+        return events.fire_schedules(ACCOUNT_ID, REGION)
 
     def issued_task_tokens(self) -> list[str]:
         """Every activity task token handed out so far (to check logs never hold one)."""

@@ -8,17 +8,26 @@ What moto lacks and this adds (Amazon S3 User Guide, "Event message structure" a
   records have none, and its EventBridge events all share one constant;
 - EventBridge "Object Created" details name the tag ``etag`` (moto: ``eTag``);
 - an unversioned object's events carry no version id (moto: the string "null").
+
+And bucket policies: moto applies a statement whatever its ``Condition``. Clients reach
+AWS over TLS, and the emulator's loopback endpoint stands in for that, so a statement
+conditioned on ``aws:SecureTransport`` ("whether the request was sent using TLS")
+applies only when it asks for secure transport: the usual "deny insecure transport"
+statement no longer denies everything.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 import threading
 import time
 from typing import Any
 
+from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto.s3 import notifications
+from moto.s3.models import FakeBucket
 
 _original_s3_event = notifications._get_s3_event
 _counter = itertools.count()
@@ -86,6 +95,23 @@ def _versioned(key: Any) -> bool:
     return bool(key.version_id) and key.version_id != "null"
 
 
+def get_permission(self: FakeBucket, action: str, resource: str) -> Any:
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    policy = json.loads(self.policy)
+    statements = policy.get("Statement", [])
+    statements = statements if isinstance(statements, list) else [statements]
+    policy["Statement"] = [s for s in statements if _applies_over_tls(s.get("Condition"))]
+    return IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
+
+
+def _applies_over_tls(condition: dict[str, Any] | None) -> bool:
+    """False for a statement conditioned on plain-HTTP transport; True otherwise."""
+    secure = (condition or {}).get("Bool", {}).get("aws:SecureTransport")
+    return secure is None or str(secure).lower() == "true"
+
+
 def install() -> None:
+    FakeBucket.get_permission = get_permission
     notifications._get_s3_event = s3_event
     notifications._send_event_bridge_message = send_event_bridge_message

@@ -91,6 +91,23 @@ def test_a_tick_never_starts_a_poll_it_cannot_finish(
     assert aws.faults.calls["states:GetActivityTask"] == 0
 
 
+def test_an_idle_tick_ends_when_its_polls_are_over_not_at_the_timeout(
+    aws: Emulator, lambda_env: dict[str, str]
+) -> None:
+    """A Lambda is billed for every second it waits: with no task to hold, the tick
+    ends once it may start no more polls, long before the timeout."""
+    timeout = 24.0
+    started = time.monotonic()
+    summary = athenarunner.handler(SCHEDULED_EVENT, Context("request-5", timeout_seconds=timeout))
+    elapsed = time.monotonic() - started
+
+    assert summary["runners"][0]["received"] == 0
+    assert aws.faults.calls["states:GetActivityTask"] > 0
+    # The deadline is 10 s before the timeout; polls start until 5 s + one poll before it.
+    deadline = timeout - 10
+    assert elapsed < deadline - 2
+
+
 def test_athena_tick_runs_a_query_to_success(aws: Emulator, lambda_env: dict[str, str]) -> None:
     sfn = aws.client("stepfunctions")
     aws.athena_queries.default = RunBehaviour(duration=0.5)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from runners.local import Emulator
 
 
@@ -65,3 +68,32 @@ def test_each_write_carries_a_growing_sequencer_on_both_paths(aws: Emulator) -> 
     assert second.rjust(len(first), "0") > first.rjust(len(second), "0")
     assert all("versionId" not in r for r in records)
     assert all("version-id" not in d for d in details)
+
+
+def test_a_bucket_policy_conditioned_on_insecure_transport_denies_nothing(aws: Emulator) -> None:
+    """IAM global condition key aws:SecureTransport: "Use this key to check whether the
+    request was sent using TLS." Clients reach AWS over TLS, so the common statement
+    denying requests where it is "false" denies none of them; one that denies where it
+    is "true" denies them all (https://docs.aws.amazon.com/IAM/latest/UserGuide/
+    reference_policies_condition-keys.html#condition-keys-securetransport)."""
+    s3 = aws.client("s3")
+
+    def policy(secure: str) -> str:
+        statement = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": ["arn:aws:s3:::guarded", "arn:aws:s3:::guarded/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": secure}},
+        }
+        return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+    s3.create_bucket(Bucket="guarded")
+    s3.put_bucket_policy(Bucket="guarded", Policy=policy("false"))
+    s3.put_object(Bucket="guarded", Key="a", Body=b"1")
+    assert s3.get_object(Bucket="guarded", Key="a")["Body"].read() == b"1"
+
+    s3.put_bucket_policy(Bucket="guarded", Policy=policy("true"))
+    with pytest.raises(ClientError) as raised:
+        s3.put_object(Bucket="guarded", Key="b", Body=b"2")
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

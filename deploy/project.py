@@ -1,0 +1,112 @@
+"""What the project deploys: its stacks, their templates and parameter files, and its
+Lambda functions. Every task reads this table; adding a stack or function is one line."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "cloudformation"
+SAMPLES = ROOT / "samples"
+# Packages and their installed dependencies; RUNNERS_BUILD_DIR moves them (tests do).
+BUILD = Path(os.environ.get("RUNNERS_BUILD_DIR", ROOT / "build"))
+RUNTIME_REQUIREMENTS = ROOT / "requirements-runtime.txt"
+DESCRIPTOR = "s3-deployment-descriptor.json"
+
+
+class DeployError(Exception):
+    """A task cannot go on; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    name: str
+    template: str
+
+    @property
+    def template_path(self) -> Path:
+        return TEMPLATES / self.template
+
+    @property
+    def params_file(self) -> str:
+        return f"{self.name}-params.json"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A Lambda function: its handler module and the stack (and output) that deploys it."""
+
+    name: str
+    module: str
+    stack: str
+    function_name_output: str
+
+    @property
+    def handler(self) -> str:
+        return f"{self.module}.handler"
+
+
+STACKS = {
+    spec.name: spec
+    for spec in (
+        StackSpec("step-functions-resources", "step-functions-resources.yaml"),
+        StackSpec("glue-resources", "glue-resources.yaml"),
+        StackSpec("gluerunner-lambda", "runner-lambda.yaml"),
+        StackSpec("athenarunner-lambda", "runner-lambda.yaml"),
+        StackSpec("crawlerrunner-lambda", "runner-lambda.yaml"),
+        StackSpec("waitrunner-lambda", "runner-lambda.yaml"),
+        StackSpec("runner-service", "runner-service.yaml"),
+        StackSpec("triggers-and-notifications", "triggers-and-notifications.yaml"),
+    )
+}
+
+FUNCTIONS = {
+    spec.name: spec
+    for spec in (
+        FunctionSpec(
+            "gluerunner", "runners.handlers.gluerunner", "gluerunner-lambda", "FunctionName"
+        ),
+        FunctionSpec(
+            "athenarunner", "runners.handlers.athenarunner", "athenarunner-lambda", "FunctionName"
+        ),
+        FunctionSpec(
+            "crawlerrunner",
+            "runners.handlers.crawlerrunner",
+            "crawlerrunner-lambda",
+            "FunctionName",
+        ),
+        FunctionSpec(
+            "waitrunner", "runners.handlers.s3waitrunner", "waitrunner-lambda", "FunctionName"
+        ),
+        FunctionSpec(
+            "ons3objectcreated",
+            "runners.handlers.ons3objectcreated",
+            "step-functions-resources",
+            "ObjectCreatedFunctionName",
+        ),
+    )
+}
+
+
+def params_dir() -> Path:
+    """Where the ``*-params.json`` files and the deployment descriptor live:
+    ``cloudformation/`` unless ``RUNNERS_PARAMS_DIR`` names another (one per environment)."""
+    return Path(os.environ.get("RUNNERS_PARAMS_DIR", TEMPLATES))
+
+
+def stack(name: str) -> StackSpec:
+    if name not in STACKS:
+        raise DeployError(f"unknown stack {name!r}; the stacks are: {', '.join(STACKS)}")
+    return STACKS[name]
+
+
+def functions(names: tuple[str, ...]) -> list[FunctionSpec]:
+    """The named functions, or all of them when none is named."""
+    unknown = [name for name in names if name not in FUNCTIONS]
+    if unknown:
+        raise DeployError(
+            f"unknown function {', '.join(unknown)}; the functions are: {', '.join(FUNCTIONS)}"
+        )
+    return [FUNCTIONS[name] for name in names] if names else list(FUNCTIONS.values())
