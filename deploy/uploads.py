@@ -47,10 +47,10 @@ def ensure_bucket(s3: Any, bucket: str, say: Printer) -> None:
 def deploy_package(
     s3: Any, parameters: Parameters, function: FunctionSpec, say: Printer, build_dir: Path = BUILD
 ) -> None:
+    bucket, key = parameters.package_location(function)
     package = build_dir / f"{function.name}.zip"
     if not package.exists():
         raise DeployError(f"{package} not built: pynt packagelambda[{function.name}]")
-    bucket, key = parameters.package_location(function)
     ensure_bucket(s3, bucket, say)
     s3.upload_file(str(package), bucket, key)
     say(f"{function.name}: uploaded to s3://{bucket}/{key}")

@@ -87,3 +87,13 @@ def test_a_parameter_the_template_does_not_declare_is_refused(
     result = run_pynt("updatestack[glue-resources]", env=pynt_env(aws, params))
     assert result.returncode == 1
     assert "S3ETLScriptPaht not a parameter of glue-resources.yaml" in result.stderr
+
+
+def test_deploying_a_package_not_built_says_how_to_build_it(aws: Emulator, tmp_path: Path) -> None:
+    env = {
+        **pynt_env(aws, filled_params(tmp_path / "params")),
+        "RUNNERS_BUILD_DIR": str(tmp_path / "empty-build"),
+    }
+    result = run_pynt("deploylambda[gluerunner]", env=env)
+    assert result.returncode == 1
+    assert "gluerunner.zip not built: pynt packagelambda[gluerunner]" in result.stderr
