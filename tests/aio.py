@@ -22,8 +22,9 @@ class AioLoop:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 120.0) -> Any:
+        """The coroutine's result; a call never outlives the test by hanging forever."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def client(self, service: str, endpoint_url: str, env: dict[str, str]) -> AioClient:
         context = get_session().create_client(  # type: ignore[call-overload]

@@ -8,6 +8,7 @@ turns a finished job into an output or a named failure.
 from __future__ import annotations
 
 import json
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,15 +97,23 @@ class Runner(ABC, Generic[SpecT]):
         """Stop a job whose task was cancelled (the execution stopped or timed out)."""
 
 
+# Step Functions' quota for a task's input; larger input cannot come from AWS.
+MAX_INPUT_BYTES = 262_144
+
+
 def parse_document(raw: str) -> dict[str, Any]:
     """Task input is a JSON object, or a JSON string holding one (the original sample's
     ``Pass`` states produce the latter)."""
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_INPUT_BYTES:
+        raise RunnerInputError("$", f"input is over {MAX_INPUT_BYTES} bytes")
     try:
         document: Any = json.loads(raw)
         if isinstance(document, str):
             document = json.loads(document)
     except ValueError as error:
         raise RunnerInputError("$", f"input is not JSON: {error}") from error
+    except RecursionError:
+        raise RunnerInputError("$", "input nests too deeply to parse") from None
     if not isinstance(document, dict):
         raise RunnerInputError("$", f"input must be a JSON object, got {type(document).__name__}")
     return document
@@ -126,6 +135,7 @@ class Fields:
             raise RunnerInputError(name, "must be a non-empty string")
         if len(value) > max_length:
             raise RunnerInputError(name, f"must be at most {max_length} characters")
+        _check_characters(name, value)
         return value
 
     def required_text(self, name: str, max_length: int = 1024) -> str:
@@ -170,6 +180,9 @@ class Fields:
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         ):
             raise RunnerInputError(name, "must be an object of string values")
+        for key, item in value.items():
+            _check_unicode(f"{name}.{_shown(key)}", key)
+            _check_unicode(f"{name}.{_shown(key)}", item)
         return dict(value)
 
     def string_list(self, name: str, max_items: int) -> list[str] | None:
@@ -180,4 +193,24 @@ class Fields:
             raise RunnerInputError(name, "must be a list of strings")
         if not 1 <= len(value) <= max_items:
             raise RunnerInputError(name, f"must hold 1 to {max_items} items")
+        for index, item in enumerate(value):
+            _check_unicode(f"{name}[{index}]", item)
         return list(value)
+
+
+def _check_unicode(name: str, value: str) -> None:
+    """JSON may carry lone surrogates ("\\ud800"); no AWS API accepts them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunnerInputError(name, "must be valid Unicode text (no lone surrogates)") from None
+
+
+def _check_characters(name: str, value: str) -> None:
+    _check_unicode(name, value)
+    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in value):
+        raise RunnerInputError(name, "must not hold control characters")
+
+
+def _shown(key: str) -> str:
+    return key.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:64]

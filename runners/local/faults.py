@@ -21,13 +21,13 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-FaultKind = Literal["throttle", "error", "hang"]
+FaultKind = Literal["throttle", "error", "hang", "lost"]
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 
@@ -40,6 +40,7 @@ class Call:
     operation: str
     body: bytes
     status: int
+    response: bytes = b""
 
     @property
     def name(self) -> str:
@@ -47,11 +48,19 @@ class Call:
 
     def json(self) -> dict[str, Any]:
         """The request body of a JSON-protocol call (empty for other protocols)."""
-        try:
-            parsed = json.loads(self.body or b"{}")
-        except ValueError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
+        return _json_object(self.body)
+
+    def response_json(self) -> dict[str, Any]:
+        """The response body of a JSON-protocol call (empty for other protocols)."""
+        return _json_object(self.response)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 @dataclass
@@ -59,8 +68,10 @@ class Fault:
     """Answer matching calls with an AWS-style failure instead of serving them.
 
     ``throttle`` answers ``ThrottlingException`` (S3: ``SlowDown``), ``error`` answers
-    HTTP 500, ``hang`` holds the request for ``seconds`` and then serves it. ``rate`` is
-    the share of matching calls affected; ``limit`` caps how many are affected in all.
+    HTTP 500, ``hang`` holds the request for ``seconds`` and then serves it, ``lost``
+    serves it and then answers HTTP 500 (the call took effect, the client cannot know:
+    "InternalFailure ... an unknown error"). ``rate`` is the share of matching calls
+    affected; ``limit`` caps how many are affected in all.
     """
 
     pattern: str
@@ -157,24 +168,23 @@ class _Middleware:
         service, operation, is_json = _identify(environ, body)
         name = f"{service}:{operation}"
         fault = self._injector._pick_fault(name)
-        if fault is not None:
-            if fault.kind != "hang":
-                return _failure(fault.kind, service, is_json, start_response)
+        if fault is not None and fault.kind in ("throttle", "error"):
+            return _failure(fault.kind, service, is_json, start_response)
+        if fault is not None and fault.kind == "hang":
             _hang(fault)
         hooks = self._injector._hooks_for(name)
-        if not hooks:
+        if not hooks and fault is None:
             return self._app(environ, start_response)
-        return self._serve_then_call_hooks(environ, start_response, service, operation, body, hooks)
+        captured, chunks = self._serve(environ, Call(service, operation, body, 0), hooks)
+        if fault is not None and fault.kind == "lost":
+            return _failure("error", service, is_json, start_response)
+        start_response(captured["status"], captured["headers"], captured["exc_info"])
+        return iter(chunks)
 
-    def _serve_then_call_hooks(
-        self,
-        environ: dict[str, Any],
-        start_response: Callable[..., Any],
-        service: str,
-        operation: str,
-        body: bytes,
-        hooks: list[AfterCallHook],
-    ) -> Iterator[bytes]:
+    def _serve(
+        self, environ: dict[str, Any], request: Call, hooks: list[AfterCallHook]
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """Serve the call, then run the hooks on what was served."""
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -182,11 +192,11 @@ class _Middleware:
             return lambda _data: None
 
         chunks = list(self._app(environ, capture))
-        call = Call(service, operation, body, int(str(captured["status"]).split()[0]))
+        status = int(str(captured["status"]).split()[0])
+        call = Call(request.service, request.operation, request.body, status, b"".join(chunks))
         for hook in hooks:
             hook(call)
-        start_response(captured["status"], captured["headers"], captured["exc_info"])
-        return iter(chunks)
+        return captured, chunks
 
 
 def _hang(fault: Fault) -> None:
@@ -232,7 +242,10 @@ def _query_action(query: str) -> str | None:
 
 
 def _failure(
-    kind: FaultKind, service: str, is_json: bool, start_response: Callable[..., Any]
+    kind: Literal["throttle", "error"],
+    service: str,
+    is_json: bool,
+    start_response: Callable[..., Any],
 ) -> list[bytes]:
     status, code, message = {
         "throttle": ("400 Bad Request", "ThrottlingException", "Rate exceeded"),

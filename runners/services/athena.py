@@ -96,6 +96,10 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
         if encryption in {"SSE_KMS", "CSE_KMS"} and not kms_key:
             raise RunnerInputError("AthenaResultKmsKey", f"is required with {encryption}")
         parameters = fields.string_list("ExecutionParameters", 1000)
+        for index, parameter in enumerate(parameters or []):
+            problem = _not_one_value(parameter)
+            if problem:
+                raise RunnerInputError(f"ExecutionParameters[{index}]", problem)
         return AthenaQuerySpec(
             query_string=query,
             named_query_id=named,
@@ -233,3 +237,29 @@ def output(execution: Mapping[str, Any]) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _not_one_value(parameter: str) -> str | None:
+    """Why a parameter cannot be one value, or None. Athena places each parameter where
+    its ``?`` stands ("help prevent SQL injection"); a statement separator or a comment
+    outside quotes can only be an attempt to reach past that place."""
+    quote: str | None = None
+    index = 0
+    while index < len(parameter):
+        char = parameter[index]
+        if quote:
+            if char == quote:
+                if parameter[index + 1 : index + 2] == quote:  # '' or "" inside quotes
+                    index += 1
+                else:
+                    quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == ";":
+            return "holds a statement separator (;) outside quotes"
+        elif parameter.startswith(("--", "/*"), index):
+            return "holds an SQL comment outside quotes"
+        index += 1
+    if quote:
+        return f"has an unterminated {quote}-quoted text"
+    return None

@@ -81,6 +81,22 @@ def test_http_500_answers_internal_failure(aws: Emulator) -> None:
     assert error_code(raised.value) == "InternalFailure"
 
 
+def test_a_lost_response_hides_a_call_that_took_effect(aws: Emulator) -> None:
+    """AWS: a 500 "InternalFailure" says nothing of whether the request was applied;
+    ``lost`` applies it and answers 500, the case idempotent starts exist for."""
+    aws.faults.add(Fault("states:CreateActivity", "lost", limit=1))
+    served: list[Call] = []
+    aws.faults.on_call("states:CreateActivity", served.append)
+    sfn = aws.client("stepfunctions", **NO_RETRIES)
+
+    with pytest.raises(ClientError) as raised:
+        sfn.create_activity(name="Applied")
+
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert [a["name"] for a in sfn.list_activities()["activities"]] == ["Applied"]
+    assert [call.status for call in served] == [200]  # hooks see what was applied
+
+
 def test_rate_affects_a_share_of_calls(aws: Emulator) -> None:
     glue = aws.client("glue", **NO_RETRIES)
     fault = aws.faults.add(Fault("glue:GetJobs", "throttle", rate=0.3))

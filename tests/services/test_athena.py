@@ -58,11 +58,30 @@ def test_input_is_validated_field_by_field() -> None:
             "ExecutionParameters",
         ),
         ({"AthenaNamedQuery": "n", "ExecutionParameters": [1]}, "ExecutionParameters"),
+        (
+            {"AthenaNamedQuery": "n", "ExecutionParameters": ["'a'", "1; DROP TABLE t"]},
+            "ExecutionParameters[1]",
+        ),
+        ({"AthenaNamedQuery": "n", "ExecutionParameters": ["'x' --"]}, "ExecutionParameters[0]"),
+        ({"AthenaNamedQuery": "n", "ExecutionParameters": ["1 /* c */"]}, "ExecutionParameters[0]"),
+        ({"AthenaNamedQuery": "n", "ExecutionParameters": ["'open"]}, "ExecutionParameters[0]"),
+        ({"AthenaNamedQuery": "n\u0000"}, "AthenaNamedQuery"),
+        ({"AthenaNamedQuery": "n\ud800"}, "AthenaNamedQuery"),
     ]
     for document, field in cases:
         with pytest.raises(RunnerInputError) as raised:
             runner.parse(document)
         assert raised.value.field == field, document
+
+
+def test_parameters_may_be_any_single_value() -> None:
+    """Athena places each execution parameter where its ``?`` stands: quoted text
+    (quotes doubled inside), numbers and expressions such as ``CAST('2014-07-05' AS
+    DATE)`` are values; only text reaching past the value is refused."""
+    runner = AthenaQueryRunner(athena=None)
+    values = ["'Closed Won'", "'it''s'", "'--; not a comment'", "42", "CAST('2014-07-05' AS DATE)"]
+    spec = runner.parse({"AthenaNamedQuery": "n", "ExecutionParameters": values})
+    assert spec.execution_parameters == values
 
 
 def test_start_is_idempotent_by_client_request_token(

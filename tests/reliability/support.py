@@ -1,0 +1,253 @@
+"""What the reliability suite attacks with and how it keeps score.
+
+The score is kept on the emulator's side, from the calls it serves: a ``Ledger`` counts
+every accepted job start per task (Glue: the run's task-key argument; Athena: the
+``ClientRequestToken``; crawler: the crawl) and every accepted task report per task
+token. Nothing in production code is hooked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runners.local import Call, Emulator, RunBehaviour
+from runners.services.glue import TASK_KEY_ARGUMENT
+from runners.settings import RunnerConfig
+from runners.waits.table import WaitTable
+from tests.engine.test_end_to_end import glue_job
+from tests.helpers import TERMINAL, create_machine
+from tests.workers import config, worker_process
+
+# Long enough that a healthy worker never misses it, short enough that a task lost in
+# the one unavoidable window (polled, not stored) comes back quickly through Retry.
+HEARTBEAT_SECONDS = 8
+LEASE_SECONDS = 3.0
+RUNNERS = ("glue", "athena", "crawler", "s3wait")
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+class Ledger:
+    """Accepted job starts per task and accepted reports per task token."""
+
+    def __init__(self, aws: Emulator) -> None:
+        self._lock = threading.Lock()
+        self.starts: Counter[str] = Counter()
+        self.reports: Counter[str] = Counter()
+        self.refused_reports = 0
+        aws.faults.on_call("states:SendTaskSuccess", self._report)
+        aws.faults.on_call("states:SendTaskFailure", self._report)
+        aws.faults.on_call("glue:StartJobRun", self._glue_start)
+        aws.faults.on_call("athena:StartQueryExecution", self._athena_start)
+        aws.faults.on_call("glue:StartCrawler", self._crawl_start)
+        self._athena_ids: dict[str, set[str]] = {}
+
+    def _report(self, call: Call) -> None:
+        with self._lock:
+            if call.status == 200:
+                self.reports[digest(call.json()["taskToken"])] += 1
+            else:
+                self.refused_reports += 1
+
+    def _glue_start(self, call: Call) -> None:
+        if call.status == 200:
+            key = call.json().get("Arguments", {}).get(TASK_KEY_ARGUMENT, "?")
+            with self._lock:
+                self.starts[key] += 1
+
+    def _athena_start(self, call: Call) -> None:
+        if call.status == 200:
+            token = call.json().get("ClientRequestToken", "?")
+            query = call.response_json()["QueryExecutionId"]
+            with self._lock:
+                ids = self._athena_ids.setdefault(token, set())
+                if query not in ids:
+                    ids.add(query)
+                    self.starts[token] += 1
+
+    def _crawl_start(self, call: Call) -> None:
+        if call.status == 200:
+            with self._lock:
+                self.starts[f"crawl:{call.json()['Name']}"] += 1
+
+    @property
+    def jobs_started(self) -> int:
+        return self.starts.total()
+
+    @property
+    def duplicated_starts(self) -> int:
+        return sum(count - 1 for count in self.starts.values() if count > 1)
+
+    @property
+    def reported(self) -> int:
+        return len(self.reports)
+
+    @property
+    def duplicated_reports(self) -> int:
+        return sum(count - 1 for count in self.reports.values() if count > 1)
+
+
+@dataclass
+class Flow:
+    """One runner's activity, the resources its tasks use, and how to start a task."""
+
+    runner: str
+    activity: str
+    task_input: Callable[[int], dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, **overrides: Any) -> RunnerConfig:
+        settings = {
+            "lease_seconds": LEASE_SECONDS,
+            "heartbeat_interval_seconds": 2.0,
+            "check_interval_seconds": 0.3,
+            **self.extra,
+            **overrides,
+        }
+        return config(self.runner, self.activity, **settings)
+
+
+def make_flow(aws: Emulator, runner: str, job_seconds: float = 1.5) -> Flow:
+    """Resources for ``runner``'s tasks: jobs that take ``job_seconds`` and succeed."""
+    sfn = aws.client("stepfunctions")
+    activity = sfn.create_activity(name=f"{runner}-activity")["activityArn"]
+    behaviour = RunBehaviour(duration=job_seconds)
+    if runner == "glue":
+        glue_job(aws, "Nightly", behaviour, max_concurrent=1000)
+        return Flow(
+            runner, activity, lambda n: {"GlueJobName": "Nightly", "Arguments": {"--n": str(n)}}
+        )
+    if runner == "athena":
+        aws.athena_queries.default = behaviour
+        return Flow(
+            runner,
+            activity,
+            lambda n: {
+                "AthenaQueryString": f"SELECT {n}",
+                "AthenaDatabase": "sales",
+                "AthenaResultOutputLocation": "s3://results/",
+            },
+        )
+    if runner == "crawler":
+        glue = aws.client("glue")
+        aws.glue_crawls.default = behaviour
+
+        def crawler_input(n: int) -> dict[str, Any]:
+            name = f"crawler-{n}"
+            glue.create_crawler(
+                Name=name,
+                Role="arn:aws:iam::123456789012:role/Glue",
+                DatabaseName="sales",
+                Targets={"S3Targets": [{"Path": f"s3://data/{n}/"}]},
+            )
+            return {"CrawlerName": name}
+
+        return Flow(runner, activity, crawler_input)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="landing")
+    WaitTable("Waits", "us-east-1").create_table()
+
+    def wait_input(n: int) -> dict[str, Any]:
+        s3.put_object(Bucket="landing", Key=f"in/{n}.csv", Body=b"day\n")
+        return {"S3BucketName": "landing", "S3Key": f"in/{n}.csv"}
+
+    return Flow(runner, activity, wait_input, {"wait_table": "Waits", "wait_bucket": "landing"})
+
+
+def machine(
+    aws: Emulator, flow: Flow, name: str = "attacked", heartbeat_seconds: int = HEARTBEAT_SECONDS
+) -> str:
+    """One activity task that heartbeats and retries a lost task, as the samples do."""
+    work = {
+        "Type": "Task",
+        "Resource": flow.activity,
+        "HeartbeatSeconds": heartbeat_seconds,
+        "TimeoutSeconds": 600,
+        "Retry": [
+            {
+                "ErrorEquals": ["States.Timeout", "States.HeartbeatTimeout"],
+                "IntervalSeconds": 1,
+                "MaxAttempts": 3,
+                "BackoffRate": 1.0,
+            }
+        ],
+        "End": True,
+    }
+    return create_machine(
+        aws.client("stepfunctions"), name, {"StartAt": "Work", "States": {"Work": work}}
+    )
+
+
+def start_executions(aws: Emulator, flow: Flow, machine_arn: str, count: int) -> list[str]:
+    sfn = patient_client(aws, "stepfunctions")
+    return [
+        sfn.start_execution(stateMachineArn=machine_arn, input=json.dumps(flow.task_input(n)))[
+            "executionArn"
+        ]
+        for n in range(count)
+    ]
+
+
+def patient_client(aws: Emulator, service: str) -> Any:
+    """The test's own client, which rides out the faults aimed at the workers."""
+    return aws.client(service, retries={"mode": "standard", "max_attempts": 40})
+
+
+def wait_all(aws: Emulator, executions: list[str], timeout: float) -> dict[str, str]:
+    """Wait for every execution to end; return each one's status."""
+    sfn = patient_client(aws, "stepfunctions")
+    pending = set(executions)
+    statuses: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for arn in list(pending):
+            status = sfn.describe_execution(executionArn=arn)["status"]
+            if status in TERMINAL:
+                statuses[arn] = status
+                pending.discard(arn)
+        if pending:
+            time.sleep(0.2)
+    statuses.update(dict.fromkeys(pending, "RUNNING"))
+    return statuses
+
+
+def kill_when(process: Any, predicate: Callable[[Call], bool]) -> Callable[[Call], None]:
+    """An after-call hook: SIGKILL the worker once, right after the first call the
+    predicate picks was served (the worker never reads the response)."""
+    fired = threading.Event()
+
+    def hook(call: Call) -> None:
+        if not fired.is_set() and predicate(call):
+            fired.set()
+            os.kill(process.pid, signal.SIGKILL)
+
+    return hook
+
+
+@contextmanager
+def workers(
+    aws: Emulator, tmp_path: Path, *configs: RunnerConfig, count: int = 1, name: str = "worker"
+) -> Iterator[list[Any]]:
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(worker_process(aws, tmp_path, *configs, log_name=f"{name}-{n}"))
+            for n in range(count)
+        ]
+
+
+def logs_hold_no_token(aws: Emulator, tmp_path: Path) -> bool:
+    text = "".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
+    return not any(token in text for token in aws.issued_task_tokens())
