@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 
 from runners.errors import ConfigError
@@ -22,8 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--scenario",
         default="sales",
-        choices=_scenarios(),
-        help="which flow to run (default: sales)",
+        choices=_Scenarios(),
+        metavar="NAME",  # the names are listed only when help is shown
+        help="which flow to run: %(choices)s (default: %(default)s)",
     )
     demo.add_argument("--verbose", action="store_true", help="show the worker's logs too")
 
@@ -76,13 +77,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _scenarios() -> list[str]:
-    """The demo's flows; none where the demo is not installed (the container image)."""
-    try:
-        from runners.demo.scenarios import SCENARIOS
-    except ImportError:
-        return []
-    return list(SCENARIOS)
+class _Scenarios:
+    """The demo's flows, looked up only when the demo command needs them: the demo loads
+    moto, which a worker process must not carry (it would triple the worker's memory).
+    None where the demo is not installed (the container image)."""
+
+    def _names(self) -> list[str]:
+        try:
+            from runners.demo.scenarios import SCENARIOS
+        except ImportError:
+            return []
+        return list(SCENARIOS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def run_worker(config_files: Sequence[str], from_env: bool, create_table: bool) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from botocore.exceptions import (
@@ -21,6 +21,7 @@ from botocore.exceptions import (
 from pynamodb.exceptions import PynamoDBException
 from tenacity import (
     AsyncRetrying,
+    Retrying,
     retry_if_exception,
     stop_after_delay,
     stop_never,
@@ -53,6 +54,8 @@ SERVER_CODES = frozenset(
         "ServiceUnavailableException",
     }
 )
+# Errors raised before a request was sent: it cannot have taken effect.
+_NEVER_SENT = (EndpointConnectionError, ConnectTimeoutError, aiohttp.ClientConnectorError)
 _CONNECTION_ERRORS = (
     EndpointConnectionError,
     ConnectionClosedError,
@@ -83,15 +86,45 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, _CONNECTION_ERRORS)
 
 
+def is_ambiguous(error: BaseException) -> bool:
+    """The request failed but may have taken effect: it was answered with a server error,
+    or not answered at all. (A throttled request was refused before it was applied.)"""
+    if isinstance(error, PynamoDBException) and error.cause is not None:
+        return is_ambiguous(error.cause)
+    if not is_retryable(error) or isinstance(error, _NEVER_SENT):
+        return False
+    return not (isinstance(error, ClientError) and error_code(error) in THROTTLING_CODES)
+
+
+def is_unanswered(error: BaseException) -> bool:
+    """No answer came back (a timeout, a dropped connection): the request may still be on
+    its way and take effect later."""
+    if isinstance(error, PynamoDBException) and error.cause is not None:
+        return is_unanswered(error.cause)
+    return is_ambiguous(error) and not isinstance(error, ClientError)
+
+
+def _policy(deadline_seconds: float | None) -> dict[str, Any]:
+    return {
+        "retry": retry_if_exception(is_retryable),
+        "wait": wait_random_exponential(multiplier=0.2, max=10),
+        "stop": stop_never if deadline_seconds is None else stop_after_delay(deadline_seconds),
+        "reraise": True,
+    }
+
+
 async def retry(call: Callable[[], Awaitable[T]], deadline_seconds: float | None = 60.0) -> T:
     """Await ``call()`` until it succeeds, retrying only retryable errors, for at most
     ``deadline_seconds`` (None: for as long as it takes)."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(is_retryable),
-        wait=wait_random_exponential(multiplier=0.2, max=10),
-        stop=stop_never if deadline_seconds is None else stop_after_delay(deadline_seconds),
-        reraise=True,
-    ):
+    async for attempt in AsyncRetrying(**_policy(deadline_seconds)):
         with attempt:
             return await call()
+    raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+
+def retry_sync(call: Callable[[], T], deadline_seconds: float | None = 60.0) -> T:
+    """``retry`` for synchronous calls (PynamoDB outside the event loop)."""
+    for attempt in Retrying(**_policy(deadline_seconds)):
+        with attempt:
+            return call()
     raise AssertionError("unreachable: tenacity either returns or re-raises")

@@ -30,6 +30,9 @@ from runners.waits.table import WaitTable
 # Short-call clients: fail fast and let the engine's retry policy decide.
 _CALL_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 20}
 _SDK_RETRIES = {"mode": "standard", "max_attempts": 3}
+# Glue's starts carry no idempotency token: an SDK resend after a lost answer would start
+# a second run. The engine retries Glue calls itself, searching before any new start.
+_NO_SDK_RETRIES = {"mode": "standard", "total_max_attempts": 1}
 
 
 def worker_identity(worker_name: str, instance: str | None = None) -> str:
@@ -63,9 +66,10 @@ class _Clients:
 
 async def _runner(config: RunnerConfig, clients: _Clients, create_tables: bool) -> Runner[Any]:
     if config.runner == "glue":
-        return GlueJobRunner(await clients.get("glue", config.region), config.glue_job_capacity)
+        glue = await clients.get("glue", config.region, retries=_NO_SDK_RETRIES)
+        return GlueJobRunner(glue, config.glue_job_capacity)
     if config.runner == "crawler":
-        return GlueCrawlerRunner(await clients.get("glue", config.region))
+        return GlueCrawlerRunner(await clients.get("glue", config.region, retries=_NO_SDK_RETRIES))
     if config.runner == "athena":
         return AthenaQueryRunner(
             await clients.get("athena", config.region),

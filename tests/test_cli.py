@@ -117,3 +117,21 @@ def test_fires_scheduled_rules_on_the_period_asked_for() -> None:
         assert '"Scheduled Event"' in message[0]["Body"]
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_the_worker_command_never_loads_the_emulator() -> None:
+    """moto (the demo's and the emulator's) would triple a worker's memory: the worker
+    command must not import it, even to list the demo's scenarios."""
+    code = (
+        "import sys\n"
+        "from runners.cli import main\n"
+        "code = main(['worker', '--config', '/nonexistent/gluerunner-config.json'])\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'moto', 'runners'}))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('runners.local', 'runners.demo'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert result.stdout.splitlines() == ["2 ['runners']", "[]"]
+    assert "configuration error" in result.stderr

@@ -38,13 +38,23 @@ from runners.engine.runner import (
 from runners.engine.store import JobStore
 from runners.errors import RunnerInputError, TaskFailure, TryLater
 from runners.logs import get_logger, token_hash
-from runners.retry import retry
+from runners.retry import is_ambiguous, is_unanswered, retry
 from runners.settings import RunnerConfig
 
 # Retries inside one check cycle give up after this long; the next cycle tries again.
 CYCLE_RETRY_SECONDS = 30.0
 # How many AWS operations one engine runs at once.
 CONCURRENCY = 64
+# A search for an earlier run that takes longer than this may have been held behind the
+# start it looks for (an outage, a partition): its "none" is not trusted.
+PROMPT_SEARCH_SECONDS = 5.0
+# A start that got no answer may still be on its way; its run is searched for only this
+# long after it was sent (three times the call clients' read timeout).
+UNANSWERED_START_SECONDS = 60.0
+
+
+class StartInDoubt(Exception):
+    """A start may have taken effect: search for its run before starting again."""
 
 
 @dataclass
@@ -73,6 +83,7 @@ class InFlight(Generic[SpecT]):
     log: structlog.stdlib.BoundLogger
     heartbeat_at: float
     may_exist: bool = False  # an earlier start attempt may have started the job
+    search_after: float = 0.0  # (monotonic) not before an unanswered start could land
     start_at: float = 0.0  # when to (re)try the start
     busy: bool = field(default=False, repr=False)
 
@@ -157,20 +168,11 @@ class Engine(Generic[SpecT]):
     # Starting ----------------------------------------------------------------------
 
     async def _start(self, flight: InFlight[SpecT]) -> None:
-        record = flight.record
-
-        async def attempt() -> str:
-            try:
-                return await self.runner.start(flight.spec, self._task_start(flight))
-            except (TryLater, TaskFailure):
-                raise
-            except Exception:
-                flight.may_exist = True  # the request may have reached the service
-                raise
-
-        now = self.clock()
+        record, now = flight.record, self.clock()
         try:
-            run_id = await retry(attempt, CYCLE_RETRY_SECONDS)
+            run_id = await self._earlier_run(flight)
+            if run_id is None:
+                run_id = await retry(lambda: self._attempt_start(flight), CYCLE_RETRY_SECONDS)
         except TryLater as later:
             if now >= record.created_at + self.config.start_timeout_seconds:
                 await self._close(flight, Failed(later.error, {"reason": later.reason}))
@@ -180,6 +182,11 @@ class Engine(Generic[SpecT]):
             return
         except TaskFailure as failure:
             await self._close(flight, Failed(failure.error, _cause(failure.cause)))
+            return
+        except StartInDoubt as doubt:
+            wait = max(self.config.check_interval_seconds, flight.search_after - time.monotonic())
+            flight.start_at = self.clock() + wait
+            flight.log.info("start in doubt; will search for its run", reason=str(doubt))
             return
         except Exception:
             flight.start_at = now + self.config.check_interval_seconds
@@ -196,17 +203,49 @@ class Engine(Generic[SpecT]):
             if isinstance(status, Succeeded | Failed):
                 await self._close(flight, status)
 
+    async def _attempt_start(self, flight: InFlight[SpecT]) -> str:
+        sent = time.monotonic()
+        try:
+            return await self.runner.start(flight.spec, self._task_start(flight))
+        except Exception as error:
+            if not is_ambiguous(error):
+                raise
+            flight.may_exist = True  # the start may have taken effect
+            if self.runner.idempotent_start:
+                raise  # starting again returns the same job
+            if is_unanswered(error):
+                flight.search_after = sent + UNANSWERED_START_SECONDS
+            raise StartInDoubt(f"{type(error).__name__}: {error}") from error
+
+    async def _earlier_run(self, flight: InFlight[SpecT]) -> str | None:
+        """The run an earlier start may have made (an ambiguous failure, or a takeover
+        of a task stored before its run id). A "none" only counts if the service answered
+        promptly: while it is holding requests, the earlier start may still land. (After
+        an unanswered start, the search waits until ``search_after``.)"""
+        if not flight.may_exist or self.runner.idempotent_start:
+            return None
+        began = time.monotonic()
+        run_id = await retry(
+            lambda: self.runner.find(flight.spec, self._task_start(flight)), CYCLE_RETRY_SECONDS
+        )
+        if run_id is None and time.monotonic() - began > PROMPT_SEARCH_SECONDS:
+            raise StartInDoubt("the search for an earlier run was answered slowly")
+        flight.may_exist = False
+        if run_id is not None:
+            flight.log.info("found the run an earlier start made", run_id=run_id)
+        return run_id
+
     @staticmethod
     def _task_start(flight: InFlight[SpecT]) -> TaskStart:
         record = flight.record
-        return TaskStart(record.key, record.created_at, flight.may_exist)
+        return TaskStart(record.key, record.created_at)
 
     # Checking ----------------------------------------------------------------------
 
     async def check(self) -> None:
         """One cycle: retry pending starts, check running jobs in batches, report the
         finished, heartbeat the rest when due, renew leases that run short."""
-        now = self.clock()
+        began, now = time.monotonic(), self.clock()
         idle = [f for f in self.in_flight.values() if not f.busy]
         pending = {
             f.record.task_id
@@ -234,6 +273,15 @@ class Engine(Generic[SpecT]):
             elif flight.record.lease_expires_at - now < self.config.lease_seconds / 2:
                 operations.append((flight, self._renew(flight)))
         await asyncio.gather(*(self._exclusive(f, op) for f, op in operations))
+        self._log_cycle(len(running), len(operations), time.monotonic() - began)
+
+    def _log_cycle(self, running: int, operations: int, seconds: float) -> None:
+        """A cycle longer than the check interval delays every report: say so."""
+        log = self.log.bind(running=running, operations=operations, seconds=round(seconds, 3))
+        if seconds > self.config.check_interval_seconds:
+            log.warning("check cycle took longer than the check interval")
+        else:
+            log.debug("check cycle")
 
     async def _statuses(self, flights: list[InFlight[SpecT]]) -> dict[str, JobStatus]:
         if not flights:

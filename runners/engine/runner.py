@@ -48,7 +48,6 @@ class TaskStart:
 
     key: str  # the task's idempotency key
     received_at: float  # when the task arrived (epoch seconds)
-    may_exist: bool = False  # an earlier attempt may have started the job
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,10 @@ class Runner(ABC, Generic[SpecT]):
     # Check a job right after it starts: it may be done at once (the awaited object
     # is already there).
     settles_at_start: ClassVar[bool] = False
+    # Starting again with the same key returns the same job (Athena's
+    # ClientRequestToken): an ambiguous start is simply retried. Otherwise the engine
+    # searches with ``find`` before it starts again.
+    idempotent_start: ClassVar[bool] = False
 
     @abstractmethod
     def parse(self, document: Mapping[str, Any]) -> SpecT:
@@ -75,16 +78,14 @@ class Runner(ABC, Generic[SpecT]):
 
     @abstractmethod
     async def start(self, spec: SpecT, task: TaskStart) -> str:
-        """Start the job once per ``task.key`` and return its run id.
-
-        ``task.may_exist`` says an earlier attempt may have started it (a crash, a
-        timeout): the runner must then find that run instead of starting a second one.
-        Raise ``TryLater`` for a limit that will pass, ``TaskFailure`` for a final
-        refusal.
+        """Start the job, marked with ``task.key`` so ``find`` can tell it, and return
+        its run id. Raise ``TryLater`` for a limit that will pass, ``TaskFailure`` for a
+        final refusal.
         """
 
     async def find(self, spec: SpecT, task: TaskStart) -> str | None:
-        """The run an earlier start attempt made for the task, if the service can tell."""
+        """The run an earlier start made for the task (after a crash or an ambiguous
+        failure), if any. Runners whose start is not idempotent must implement it."""
         return None
 
     @abstractmethod

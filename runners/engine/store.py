@@ -25,12 +25,12 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TableError, UpdateError
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from runners.engine.records import Outcome, Status, TaskRecord
-from runners.retry import error_code
+from runners.retry import error_code, retry_sync
 
 T = TypeVar("T")
 _CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -165,9 +165,7 @@ class DynamoStore:
 
     def create_table(self) -> None:
         """Create the table if missing (local use; deployed stacks create it)."""
-        if not self.model.exists():
-            self.model.create_table(wait=True)
-            self.model.update_ttl(ignore_update_ttl_errors=True)
+        ensure_table(self.model)
 
     async def create(self, record: TaskRecord) -> TaskRecord:
         item = self._to_model(record)
@@ -274,6 +272,24 @@ class DynamoStore:
             outcome=Outcome(item.outcome) if item.outcome else None,
             error=item.error,
         )
+
+
+def ensure_table(model: type[Model]) -> None:
+    """Create a model's table with its TTL unless it exists. Idempotent and patient:
+    another worker may create it at the same moment, and a create whose answer was lost
+    (retried by the SDK) has still created it."""
+
+    def create() -> None:
+        if model.exists():
+            return
+        try:
+            model.create_table(wait=True)
+        except TableError as error:
+            if error_code(error) != "ResourceInUseException":
+                raise
+        model.update_ttl(ignore_update_ttl_errors=True)
+
+    retry_sync(create)
 
 
 def _datetime(epoch: float | None) -> datetime | None:

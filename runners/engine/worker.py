@@ -125,8 +125,13 @@ class Worker:
         return self._deadline is None or self._deadline - self.clock() >= budget
 
     async def _check_loop(self, engine: Engine[Any]) -> None:
+        """Cycles start at a fixed rate (a cycle's own time does not push the next one
+        back); a cycle that overruns is followed at once by the next."""
+        interval = engine.config.check_interval_seconds
+        due = time.monotonic()
         while True:
-            await asyncio.sleep(engine.config.check_interval_seconds)
+            due = max(due + interval, time.monotonic())
+            await asyncio.sleep(due - time.monotonic())
             try:
                 await engine.check()
             except Exception:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,18 +43,24 @@ _MAX_STOP_BATCH = 25
 _MAX_PAGE = 200
 
 
+# A behaviour for every run, or one chosen per run from the run's arguments (a real
+# job's duration depends on what it is asked to process).
+BehaviourChoice = RunBehaviour | Callable[[Mapping[str, str]], RunBehaviour]
+
+
 class GlueRunBehaviours:
     """Which ``RunBehaviour`` each job's new runs follow (``default`` for unnamed jobs)."""
 
     def __init__(self) -> None:
         self.default = RunBehaviour()
-        self._by_job: dict[str, RunBehaviour] = {}
+        self._by_job: dict[str, BehaviourChoice] = {}
 
-    def set(self, job_name: str, behaviour: RunBehaviour) -> None:
+    def set(self, job_name: str, behaviour: BehaviourChoice) -> None:
         self._by_job[job_name] = behaviour
 
-    def for_job(self, job_name: str) -> RunBehaviour:
-        return self._by_job.get(job_name, self.default)
+    def for_job(self, job_name: str, arguments: Mapping[str, str] | None = None) -> RunBehaviour:
+        choice = self._by_job.get(job_name, self.default)
+        return choice if isinstance(choice, RunBehaviour) else choice(arguments or {})
 
     def clear(self) -> None:
         self.default = RunBehaviour()
@@ -119,8 +126,12 @@ def start_job_run(
 ) -> str:
     """Replaces ``FakeJob.start_job_run``: atomic concurrency check, timed run."""
     with _start_lock:
-        active = sum(1 for run in self.job_runs if run.status in ACTIVE_STATES)
-        if active >= self.execution_property.get("MaxConcurrentRuns", 1):
+        limit = self.execution_property.get("MaxConcurrentRuns", 1)
+        # Counting is only needed once the job has had as many runs as its limit.
+        active = 0
+        if len(self.job_runs) >= limit:
+            active = sum(1 for run in self.job_runs if run.status in ACTIVE_STATES)
+        if active >= limit:
             raise ConcurrentRunsExceededException(
                 f"Concurrent runs exceeded for {self.name}: {active} active"
             )
@@ -140,7 +151,7 @@ def start_job_run(
             notification_property=notification_property or self.notification_property,
             job_run_id=previous_run_id,
         )
-        behaviour = limit_to_timeout(BEHAVIOURS.for_job(self.name), run.timeout)
+        behaviour = limit_to_timeout(BEHAVIOURS.for_job(self.name, run.arguments), run.timeout)
         run.timeline = behaviour.timeline("STARTING")
         run.error_message = behaviour.error_message
         self.job_runs.append(run)

@@ -29,11 +29,15 @@ win: the task's own deadlines replace the interpreter's generic state timeout.
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from moto.core.common_models import BackendDict
@@ -64,6 +68,8 @@ from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import (
     Timeout,
     TimeoutSeconds,
 )
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
     state_task_factory,
 )
@@ -84,6 +90,7 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
+_LOG = logging.getLogger(__name__)
 DEFAULT_POLL_SECONDS = 60.0
 # How often a waiting task notices that its execution ended for a reason it was not told
 # about (a failed Parallel branch, the execution's own timeout). Stops and reports are
@@ -187,15 +194,20 @@ class ActivityTask:
             raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
 
     def wait_started(self) -> None:
-        with self._cond:
+        with _WATCHER.watching(self), self._cond:
             while self._started_at is None:
                 self._wait_until(self._deadline_before_start())
 
     def wait_outcome(self) -> CallbackOutcome:
-        with self._cond:
+        with _WATCHER.watching(self), self._cond:
             while self._outcome is None:
                 self._wait_until(self._deadline_after_start())
             return self._outcome
+
+    def wake_if_abandoned(self) -> None:
+        if not self._frame.is_running():
+            with self._cond:
+                self._cond.notify_all()
 
     def _deadline_before_start(self) -> tuple[float, str]:
         if self.timeout is None:
@@ -230,7 +242,44 @@ class ActivityTask:
         if remaining <= 0:
             self._closed = True
             raise _ActivityTimedOut(error, f"The activity task timed out ({error}).")
-        self._cond.wait(min(remaining, _FRAME_CHECK_SECONDS))
+        self._cond.wait(None if remaining == float("inf") else remaining)
+
+
+class _FrameWatcher:
+    """One thread wakes every waiting task whose execution ended for a reason the task
+    was not told about. (Each task waking on its own timer instead would wake thousands
+    of threads a second when thousands of tasks wait.)"""
+
+    def __init__(self) -> None:
+        self._tasks: set[ActivityTask] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def watching(self, task: ActivityTask) -> Iterator[None]:
+        with self._lock:
+            self._tasks.add(task)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="emulator-frame-watcher", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._tasks.discard(task)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(_FRAME_CHECK_SECONDS)
+            with self._lock:
+                tasks = list(self._tasks)
+            for task in tasks:
+                task.wake_if_abandoned()
+
+
+_WATCHER = _FrameWatcher()
 
 
 class ActivityQueue:
@@ -415,13 +464,36 @@ class EmulatedStateTaskActivity(StateTaskActivity):  # type: ignore[misc]
         self.timeout = TimeoutSeconds(TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS, is_default=True)
 
     def _evaluate_with_timeout(self, env: Environment) -> None:
+        """moto 5.2.5's ``ExecutionState._evaluate_with_timeout`` without its thread: moto
+        runs the task on a thread of its own only to time it out, and this task times
+        itself out. (A thread per waiting task would cap the emulator at a few thousand
+        waiting executions.)"""
+        frame: Environment = env.open_frame()
+        frame.states.reset(input_value=env.states.get_input())
+        frame.stack = copy.deepcopy(env.stack)
         try:
-            super()._evaluate_with_timeout(env)
+            self._eval_execution(frame)
         except _TaskAbandoned:
             # Stopped (or ended elsewhere): leave quietly so the execution ends as
             # ABORTED, not as a failure of this state recorded after the fact.
             if env.is_running():
                 raise
+            return
+        finally:
+            frame.set_ended()
+            env.close_frame(frame)
+        output = frame.stack[-1]
+        env.stack.append(output)
+        if not self._is_language_query_jsonpath():
+            env.states.set_result(output)
+        if self.assign_decl:
+            self.assign_decl.eval(env=env)
+        if self.result_selector:
+            self.result_selector.eval(env=env)
+        if self.result_path:
+            self.result_path.eval(env)
+        else:
+            env.states.reset(input_value=env.stack.pop())
 
     @staticmethod
     def _seconds(component: Any, env: Environment) -> float:
@@ -429,9 +501,10 @@ class EmulatedStateTaskActivity(StateTaskActivity):  # type: ignore[misc]
         return float(env.stack.pop())
 
     def _eval_execution(self, env: Environment) -> None:
-        task_input = self._eval_parameters(env=env)
-        if not isinstance(task_input, str):
-            task_input = to_json_str(task_input)
+        # The input's JSON text, whatever its type: a state whose input is a JSON string
+        # (a Pass state's string Result) delivers it encoded, as AWS does (the original
+        # sample's runners decode it twice). moto passes a string through raw.
+        task_input = to_json_str(self._eval_parameters(env=env))
         activity_arn = self.resource.resource_arn
         task = ActivityTask(
             token=env.states.context_object.update_task_token(),
@@ -558,7 +631,25 @@ def describe_execution(self: StepFunctionResponse) -> Any:
     return response
 
 
+_program_eval = Program.eval
+
+
+def _eval_program(self: Program, env: Environment) -> None:
+    """Run an execution without ``TimeoutSeconds`` on its own thread. (moto runs every
+    program on a second thread only to time it out: two threads per waiting execution
+    would cap the emulator at a few thousand of them.)"""
+    if self.timeout_seconds is not None:
+        _program_eval(self, env)
+        return
+    env.next_state_name = self.start_at.start_at_name
+    try:
+        EvalComponent.eval(self, env)
+    except Exception:  # moto's own thread would end the same way: the execution goes on
+        _LOG.exception("state machine program failed")
+
+
 def install() -> None:
+    Program.eval = _eval_program
     boto_client.moto_server_port = _service_port
     parser_models.stepfunctions_parser_backends = BACKENDS
     StepFunctionResponse.describe_execution = describe_execution

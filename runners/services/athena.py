@@ -60,6 +60,7 @@ class AthenaQuerySpec:
 
 class AthenaQueryRunner(Runner[AthenaQuerySpec]):
     name = "athena"
+    idempotent_start = True  # ClientRequestToken: a repeated start returns the first query
 
     def __init__(
         self,
@@ -118,8 +119,6 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
         return {"database": spec.database or ""}
 
     async def start(self, spec: AthenaQuerySpec, task: TaskStart) -> str:
-        # ClientRequestToken makes a repeated start return the first query, so an
-        # earlier attempt needs no search: ``may_exist`` changes nothing here.
         try:
             request = await self._start_request(spec, task.key)
             response = await self.athena.start_query_execution(**request)

@@ -65,10 +65,6 @@ class GlueCrawlerRunner(Runner[CrawlerSpec]):
         return {"crawler": spec.crawler_name}
 
     async def start(self, spec: CrawlerSpec, task: TaskStart) -> str:
-        if task.may_exist:
-            found = await self.find(spec, task)
-            if found is not None:
-                return found
         started_at = self.clock()
         try:
             await self.glue.start_crawler(Name=spec.crawler_name)

@@ -3,7 +3,9 @@
 Idempotency: every run carries the task's key as the job argument
 ``--runners-task-key``; before a retried or recovered start, recent runs are searched
 for it, so a crash between ``StartJobRun`` and storing the run id never starts a
-second run. Glue scripts ignore arguments they do not read.
+second run. Glue scripts ignore arguments they do not read. ``StartJobRun`` has no
+idempotency token, so the Glue client must not resend a start by itself (no SDK
+retries): the engine retries, searching first.
 """
 
 from __future__ import annotations
@@ -116,10 +118,6 @@ class GlueJobRunner(Runner[GlueJobSpec]):
         return {"job": spec.job_name}
 
     async def start(self, spec: GlueJobSpec, task: TaskStart) -> str:
-        if task.may_exist:
-            existing = await self.find(spec, task)
-            if existing is not None:
-                return existing
         try:
             response = await self.glue.start_job_run(**spec.start_request(task.key))
         except ClientError as error:

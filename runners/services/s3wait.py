@@ -66,6 +66,7 @@ class WaitSpec:
 class S3WaitRunner(Runner[WaitSpec]):
     name = "s3wait"
     settles_at_start = True
+    idempotent_start = True  # a waiter is written once per key
 
     def __init__(
         self,
@@ -144,7 +145,7 @@ class S3WaitRunner(Runner[WaitSpec]):
             waiter = waiters.get(job.run_id)
             if waiter is None:
                 self.log.warning("waiter missing; recording it again", wait_id=job.run_id)
-                await self.start(job.spec, TaskStart(job.run_id, self.clock(), may_exist=True))
+                await self.start(job.spec, TaskStart(job.run_id, self.clock()))
                 continue
             if waiter.status == WAITING:
                 waiter = await self._release_if_arrived(waiter) or waiter

@@ -24,6 +24,7 @@ from pynamodb.attributes import (
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.models import Model
 
+from runners.engine.store import ensure_table
 from runners.retry import error_code
 from runners.waits.model import Arrival, Matcher
 
@@ -84,9 +85,7 @@ class WaitTable:
         self.retention = retention_seconds
 
     def create_table(self) -> None:
-        if not self.model.exists():
-            self.model.create_table(wait=True)
-            self.model.update_ttl(ignore_update_ttl_errors=True)
+        ensure_table(self.model)
 
     # Arrivals ----------------------------------------------------------------------
 

@@ -162,6 +162,7 @@ def test_an_object_under_the_arrival_prefix_starts_job_then_crawler(deployed: De
     deployed.run_lambda_ticks(lambda: execution_status(deployed, execution) != "RUNNING")
     assert execution_status(deployed, execution) == "SUCCEEDED"
     output = json.loads(sfn.describe_execution(executionArn=execution)["output"])
+    assert "crawl" in output, output
     assert output["crawl"]["GlueCrawlerName"] == "ProcessedSalesCrawler"
     assert output["crawl"]["GlueCrawlStatus"] == "SUCCEEDED"
 

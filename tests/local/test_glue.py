@@ -60,6 +60,19 @@ def test_a_run_succeeds_at_its_wall_clock_time_however_rarely_read(
     assert done["ExecutionTime"] in {0, 1}
 
 
+def test_a_run_can_take_a_duration_chosen_from_its_arguments(aws: Emulator, glue: Any) -> None:
+    """Runs of one job last as long as what they are asked to process: a behaviour can be
+    chosen per run from the run's ``Arguments`` (the job's defaults merged in)."""
+    job = create_job(glue, max_concurrent=2)
+    aws.glue_runs.set(job, lambda args: RunBehaviour(duration=float(args["--seconds"])))
+    short = glue.start_job_run(JobName=job, Arguments={"--seconds": "0.3"})["JobRunId"]
+    long = glue.start_job_run(JobName=job, Arguments={"--seconds": "30"})["JobRunId"]
+
+    wait_until(lambda: run_state(glue, job, short)["JobRunState"] == "SUCCEEDED", timeout=5)
+
+    assert run_state(glue, job, long)["JobRunState"] == "RUNNING"
+
+
 @pytest.mark.parametrize("final_state", ["FAILED", "ERROR", "TIMEOUT"])
 def test_a_run_can_end_in_an_error_state_with_a_message(
     aws: Emulator, glue: Any, final_state: str

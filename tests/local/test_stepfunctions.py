@@ -78,6 +78,31 @@ def test_get_activity_task_returns_the_scheduled_task_and_logs_the_worker(
     assert json.loads(description["output"]) == {"done": True}
 
 
+def test_a_task_whose_input_is_a_json_string_gets_it_json_encoded(sfn: Any, activity: str) -> None:
+    """GetActivityTask ``input``: "The string that contains the JSON input data for the
+    task." A state whose input is a JSON string (the original sample's Pass states with a
+    string ``Result``) delivers that string's JSON text, which the original sample's
+    runners decode twice (``json.loads(json.loads(response['input']))``)."""
+    document = '{"GlueJobName" : "ProcessSalesData"}'
+    machine = create_machine(
+        sfn,
+        "prep",
+        {
+            "StartAt": "Prep",
+            "States": {
+                "Prep": {"Type": "Pass", "Result": document, "Next": "Work"},
+                "Work": {"Type": "Task", "Resource": activity, "End": True},
+            },
+        },
+    )
+    start(sfn, machine)
+
+    task = poll(sfn, activity)
+
+    assert task["input"] == json.dumps(document)
+    assert json.loads(json.loads(task["input"])) == {"GlueJobName": "ProcessSalesData"}
+
+
 def test_a_poll_waits_for_a_task_scheduled_after_it_began(sfn: Any, activity: str) -> None:
     """GetActivityTask: "the service holds the HTTP connection open and responds as soon
     as a task becomes available"."""
@@ -515,6 +540,59 @@ def test_hundred_parallel_executions_served_by_ten_pollers(aws: Emulator) -> Non
     assert statuses == {"SUCCEEDED": 100}
     assert len(delivered) == 200
     assert set(delivered.values()) == {1}
+
+
+def test_thousands_of_waiting_executions_cost_one_thread_each(aws: Emulator) -> None:
+    """A benchmark holds 10,000 executions waiting on activity tasks in one emulator:
+    each waiting execution must cost one thread (moto: two), and a waiting task must not
+    wake on a timer (the emulator's one watcher notices ended executions for all)."""
+    sfn = aws.client("stepfunctions")
+    activity = sfn.create_activity(name="Many")["activityArn"]
+    machine = activity_machine(sfn, "many", activity)
+    before = threading.active_count()
+
+    executions = [start(sfn, machine) for _ in range(200)]
+    wait_until(lambda: len(events(sfn, executions[-1], "ActivityScheduled")) == 1)
+
+    assert threading.active_count() - before <= 200 + 5
+    sfn.stop_execution(executionArn=executions[0])
+    assert finished(sfn, executions[0])["status"] == "ABORTED"
+
+
+def test_result_selector_and_result_path_apply_to_a_task_output(sfn: Any, activity: str) -> None:
+    """ResultSelector "manipulates a state's result before ResultPath is applied";
+    ResultPath "specifies where (in the input) to place the results"."""
+    machine = activity_machine(
+        sfn,
+        "paths",
+        activity,
+        ResultSelector={"run.$": "$.GlueJobRunId"},
+        ResultPath="$.job",
+    )
+    execution = start(sfn, machine, {"day": "2024-01-01"})
+    task = poll(sfn, activity)
+    sfn.send_task_success(taskToken=task["taskToken"], output='{"GlueJobRunId": "jr_1"}')
+
+    output = json.loads(finished(sfn, execution)["output"])
+
+    assert output == {"day": "2024-01-01", "job": {"run": "jr_1"}}
+
+
+def test_an_execution_timeout_still_ends_a_waiting_execution(sfn: Any, activity: str) -> None:
+    """``TimeoutSeconds`` of a state machine: "the maximum number of seconds an
+    execution of the state machine can run"; it ends TIMED_OUT."""
+    machine = create_machine(
+        sfn,
+        "timed",
+        {
+            "StartAt": "Work",
+            "TimeoutSeconds": 1,
+            "States": {"Work": {"Type": "Task", "Resource": activity, "End": True}},
+        },
+    )
+    execution = start(sfn, machine)
+
+    assert finished(sfn, execution, timeout=10)["status"] == "TIMED_OUT"
 
 
 def test_a_string_output_is_described_as_json(sfn: Any) -> None:

@@ -89,8 +89,8 @@ def test_start_is_idempotent_by_client_request_token(
 ) -> None:
     spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
 
-    first = aio_loop.run(runner.start(spec, TaskStart("k" * 64, 0.0, False)))
-    second = aio_loop.run(runner.start(spec, TaskStart("k" * 64, 0.0, True)))
+    first = aio_loop.run(runner.start(spec, TaskStart("k" * 64, 0.0)))
+    second = aio_loop.run(runner.start(spec, TaskStart("k" * 64, 0.0)))
 
     assert first == second
     assert aws.client("athena").list_query_executions()["QueryExecutionIds"] == [first]
@@ -104,7 +104,7 @@ def test_a_named_query_is_resolved_at_start(
     )["NamedQueryId"]
 
     query_id = aio_loop.run(
-        runner.start(runner.parse({"AthenaNamedQuery": named}), TaskStart("n" * 64, 0.0, False))
+        runner.start(runner.parse({"AthenaNamedQuery": named}), TaskStart("n" * 64, 0.0))
     )
 
     execution = aws.client("athena").get_query_execution(QueryExecutionId=query_id)
@@ -117,9 +117,7 @@ def test_an_unknown_named_query_is_an_input_error(
 ) -> None:
     with pytest.raises(RunnerInputError) as raised:
         aio_loop.run(
-            runner.start(
-                runner.parse({"AthenaNamedQuery": "missing"}), TaskStart("m" * 64, 0.0, False)
-            )
+            runner.start(runner.parse({"AthenaNamedQuery": "missing"}), TaskStart("m" * 64, 0.0))
         )
     assert raised.value.field == "AthenaNamedQuery"
 
@@ -130,8 +128,7 @@ def test_queries_are_checked_fifty_per_call(
     aws.athena_queries.default = RunBehaviour(duration=0.2)
     spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
     jobs = [
-        Job(spec, aio_loop.run(runner.start(spec, TaskStart(f"{n:064d}", 0.0, False))))
-        for n in range(120)
+        Job(spec, aio_loop.run(runner.start(spec, TaskStart(f"{n:064d}", 0.0)))) for n in range(120)
     ]
     wait_until(
         lambda: (
@@ -159,7 +156,7 @@ def test_a_retryable_failure_is_held_back_then_reported(aws: Emulator, aio_loop:
         phases=(("RUNNING", 0.1), ("FAILED", 600)), error_message="transient"
     )
     spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
-    job = Job(spec, aio_loop.run(runner.start(spec, TaskStart("r" * 64, 0.0, False))))
+    job = Job(spec, aio_loop.run(runner.start(spec, TaskStart("r" * 64, 0.0))))
     wait_until(
         lambda: (
             aws.client("athena").get_query_execution(QueryExecutionId=job.run_id)["QueryExecution"][

@@ -69,16 +69,17 @@ def test_input_is_validated_field_by_field() -> None:
         assert raised.value.field == field, document
 
 
-def test_start_marks_the_run_and_a_recovered_start_finds_it(
+def test_start_marks_the_run_so_a_search_finds_it(
     aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
 ) -> None:
     glue_job(aws, "J", RunBehaviour(duration=30), max_concurrent=5)
     spec = runner.parse({"GlueJobName": "J", "Arguments": {"--day": "1"}})
 
-    first = run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0, False)))
-    again = run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0, True)))
+    first = run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0)))
+    found = run(aio_loop, runner.find(spec, TaskStart(KEY, 0.0)))
+    other = run(aio_loop, runner.find(spec, TaskStart("b" * 64, 0.0)))
 
-    assert again == first
+    assert (found, other) == (first, None)
     runs = aws.client("glue").get_job_runs(JobName="J")["JobRuns"]
     assert len(runs) == 1
     assert runs[0]["Arguments"] == {"--day": "1", TASK_KEY_ARGUMENT: KEY}
@@ -89,14 +90,14 @@ def test_start_refusals_are_classified(
 ) -> None:
     glue_job(aws, "One", RunBehaviour(duration=30))
     spec = runner.parse({"GlueJobName": "One"})
-    run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0, False)))
+    run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0)))
 
     with pytest.raises(TryLater) as later:
-        run(aio_loop, runner.start(spec, TaskStart("b" * 64, 0.0, False)))
+        run(aio_loop, runner.start(spec, TaskStart("b" * 64, 0.0)))
     with pytest.raises(RunnerInputError) as missing:
         run(
             aio_loop,
-            runner.start(runner.parse({"GlueJobName": "Missing"}), TaskStart(KEY, 0.0, False)),
+            runner.start(runner.parse({"GlueJobName": "Missing"}), TaskStart(KEY, 0.0)),
         )
 
     assert later.value.error == "GlueConcurrentRunsExceededError"
@@ -113,10 +114,10 @@ def test_many_runs_of_one_job_are_checked_with_get_job_runs(
     wide = runner.parse({"GlueJobName": "Wide"})
     narrow = runner.parse({"GlueJobName": "Narrow"})
     jobs = [
-        Job(wide, run(aio_loop, runner.start(wide, TaskStart(f"{n:064d}", 0.0, False))))
+        Job(wide, run(aio_loop, runner.start(wide, TaskStart(f"{n:064d}", 0.0))))
         for n in range(250)
     ]
-    jobs.append(Job(narrow, run(aio_loop, runner.start(narrow, TaskStart(KEY, 0.0, False)))))
+    jobs.append(Job(narrow, run(aio_loop, runner.start(narrow, TaskStart(KEY, 0.0)))))
     wait_until(
         lambda: (
             aws.client("glue").get_job_run(JobName="Wide", RunId=jobs[249].run_id)["JobRun"][
@@ -141,7 +142,7 @@ def test_a_failed_run_becomes_glue_job_failed_error(
 ) -> None:
     glue_job(aws, "Fails", RunBehaviour(duration=0.1, final_state="ERROR", error_message="oom"))
     spec = runner.parse({"GlueJobName": "Fails"})
-    job = Job(spec, run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0, False))))
+    job = Job(spec, run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0))))
     asyncio.run(asyncio.sleep(0.2))
 
     status = run(aio_loop, runner.check([job]))[job.run_id]

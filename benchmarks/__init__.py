@@ -1,0 +1,1 @@
+"""Benchmarks against the original sample's algorithm: `python benchmarks/run.py`."""

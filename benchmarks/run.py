@@ -1,0 +1,256 @@
+"""Benchmarks: our worker against the original sample's algorithm, on the embedded emulator.
+
+    python benchmarks/run.py            # the full run (about 35 minutes)
+    python benchmarks/run.py --quick    # every scenario, small and short (CI's smoke run)
+
+Prints one table: each figure for runners, the same for the baseline, and how many times
+better runners does. ``--json FILE`` also writes the raw figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
+from benchmarks.scenarios import (
+    FULL,
+    HEARTBEAT,
+    QUICK,
+    STATUS_OPERATIONS,
+    FlowResult,
+    ScaleResult,
+    Sizes,
+    emulator_ceiling,
+    median,
+    percentile,
+    run_flow,
+    track_many,
+)
+from runners.local import Emulator
+
+Row = tuple[str, str, str, str]
+T = TypeVar("T")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and short waits")
+    parser.add_argument("--executions", type=int, help="executions per flow (default 500)")
+    parser.add_argument("--tracked-jobs", type=int, help="jobs one worker tracks (default 10000)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.executions:
+        sizes = replace(sizes, executions=args.executions)
+    if args.tracked_jobs:
+        sizes = replace(sizes, tracked_jobs=args.tracked_jobs)
+
+    figures: dict[str, Any] = {"sizes": asdict(sizes), "machine": machine()}
+    began = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        Emulator(activity_poll_seconds=sizes.poll_seconds) as aws,
+    ):
+        os.environ.update(aws.client_env())
+        figures["ceiling"] = emulator_ceiling(aws)
+        flows: dict[str, FlowResult] = {}
+        for runner in ("glue", "athena"):
+            for side in ("runners", "baseline"):
+                flows[f"{runner}/{side}"] = progress(
+                    f"{runner}, {sizes.executions} executions, {side}",
+                    partial(run_flow, aws, side, runner, sizes, Path(workdir)),
+                )
+        for side in ("runners", "baseline"):
+            flows[f"polls/{side}"] = progress(
+                f"{sizes.polled_executions} tasks, {side}",
+                partial(
+                    run_flow,
+                    aws,
+                    side,
+                    "glue",
+                    sizes,
+                    Path(workdir),
+                    executions=sizes.polled_executions,
+                    pollers=sizes.open_polls if side == "runners" else None,
+                ),
+            )
+        scale = progress(
+            f"{sizes.tracked_jobs} tracked jobs", partial(track_many, aws, sizes, Path(workdir))
+        )
+    figures["flows"] = {name: summary(flow) for name, flow in flows.items()}
+    figures["scale"] = asdict(scale)
+    figures["seconds"] = time.monotonic() - began
+    print()
+    print(render(sizes, figures, flows, scale))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    complete = all(flow.succeeded == flow.executions for flow in flows.values())
+    return 0 if complete else 1
+
+
+def progress(label: str, run: Callable[[], T]) -> T:
+    print(f"  running: {label} ...", file=sys.stderr, flush=True)
+    began = time.monotonic()
+    result = run()
+    print(f"  done in {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def summary(flow: FlowResult) -> dict[str, Any]:
+    return {
+        "executions": flow.executions,
+        "succeeded": flow.succeeded,
+        "seconds": round(flow.seconds, 2),
+        "per_second": round(flow.per_second, 3),
+        "dispatch_p50": percentile(flow.dispatch, 0.5),
+        "dispatch_p95": percentile(flow.dispatch, 0.95),
+        "completion_p50": percentile(flow.completion, 0.5),
+        "completion_p95": percentile(flow.completion, 0.95),
+        "open_polls": flow.open_polls,
+        "calls": dict(flow.calls),
+    }
+
+
+# The table ------------------------------------------------------------------------
+
+
+def render(
+    sizes: Sizes, figures: dict[str, Any], flows: dict[str, FlowResult], scale: ScaleResult
+) -> str:
+    host = figures["machine"]
+    ceiling = figures["ceiling"]
+    low, high = sizes.job_seconds
+    lines = [
+        f"runners benchmark: {host['cpus']} CPUs, {host['system']}, Python {host['python']}; "
+        f"emulator ceiling {ceiling[1]:.0f} requests/s (1 client), "
+        f"{ceiling[16]:.0f}/s (16 clients)",
+        f"long poll {sizes.poll_seconds:g} s, jobs {low:g}-{high:g} s, executions started "
+        f"within {sizes.start_window_seconds:g} s; ratio = how many times better runners is",
+        "",
+    ]
+    rows: list[Row] = [("Figure", "runners", "baseline", "ratio")]
+    for runner in ("glue", "athena"):
+        rows += flow_rows(f"{runner.capitalize()}, {sizes.executions} executions", flows, runner)
+    ours, base = flows["polls/runners"], flows["polls/baseline"]
+    rows += [
+        ("Polls: long polls open at once", f"{ours.open_polls}", f"{base.open_polls}", "-"),
+        (
+            f"  {sizes.polled_executions} tasks meanwhile: completion p50 / p95 (s)",
+            pair(ours.completion),
+            pair(base.completion),
+            ratio(percentile(base.completion, 0.5), percentile(ours.completion, 0.5)),
+        ),
+        (
+            f"Scale: {scale.tracked:,} tracked jobs, peak RSS (MiB)",
+            f"{scale.peak_rss_mb:.0f} (idle {scale.idle_rss_mb:.0f})",
+            "n/a",
+            "-",
+        ),
+        (
+            "  one check cycle over all of them (s, median of 3)",
+            f"{median(scale.cycle_seconds):.2f}",
+            "checks 50 a round",
+            "-",
+        ),
+    ]
+    return "\n".join(lines + table(rows))
+
+
+def flow_rows(title: str, flows: dict[str, FlowResult], runner: str) -> list[Row]:
+    ours, base = flows[f"{runner}/runners"], flows[f"{runner}/baseline"]
+    status = [*STATUS_OPERATIONS, HEARTBEAT]
+    return [
+        (
+            f"{title}: executions/s",
+            f"{ours.per_second:.2f}",
+            f"{base.per_second:.2f}",
+            ratio(ours.per_second, base.per_second),
+        ),
+        (
+            "  succeeded / end to end (s)",
+            f"{ours.succeeded} / {ours.seconds:.0f}",
+            f"{base.succeeded} / {base.seconds:.0f}",
+            "-",
+        ),
+        (
+            "  dispatch latency p50 / p95 (s)",
+            pair(ours.dispatch),
+            pair(base.dispatch),
+            ratio(percentile(base.dispatch, 0.5), percentile(ours.dispatch, 0.5)),
+        ),
+        (
+            "  completion latency p50 / p95 (s)",
+            pair(ours.completion),
+            pair(base.completion),
+            ratio(percentile(base.completion, 0.5), percentile(ours.completion, 0.5)),
+        ),
+        (
+            "  status calls per task (checks + heartbeats)",
+            f"{ours.per_task(status):.3f}",
+            f"{base.per_task(status):.3f}",
+            ratio(base.per_task(status), ours.per_task(status)),
+        ),
+        (
+            "    checks / heartbeats",
+            f"{ours.per_task(STATUS_OPERATIONS):.3f} / {ours.per_task([HEARTBEAT]):.3f}",
+            f"{base.per_task(STATUS_OPERATIONS):.3f} / {base.per_task([HEARTBEAT]):.3f}",
+            "-",
+        ),
+        (
+            "    DynamoDB / polls per task",
+            f"{ours.per_task_where('dynamodb:'):.2f} / "
+            f"{ours.per_task(['states:GetActivityTask']):.2f}",
+            f"{base.per_task_where('dynamodb:'):.2f} / "
+            f"{base.per_task(['states:GetActivityTask']):.2f}",
+            "-",
+        ),
+    ]
+
+
+def pair(values: Sequence[float]) -> str:
+    return f"{percentile(values, 0.5):.2f} / {percentile(values, 0.95):.2f}"
+
+
+def ratio(ours_better: float, theirs: float) -> str:
+    """``ours_better / theirs``: callers put the figure where more is better on top."""
+    if not theirs or math.isnan(theirs) or math.isnan(ours_better):
+        return "-"
+    return f"{ours_better / theirs:.1f}x"
+
+
+def table(rows: list[Row]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

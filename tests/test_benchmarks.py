@@ -1,0 +1,56 @@
+"""The benchmark's smoke run, as a user starts it (``python benchmarks/run.py --quick``):
+every scenario end to end, small and short, so the script cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_demo import children_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    figures_file = tmp_path / "figures.json"
+    process = subprocess.Popen(
+        [sys.executable, "benchmarks/run.py", "--quick", "--json", str(figures_file)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    out, err = process.communicate(timeout=600)
+
+    assert process.returncode == 0, out + err
+    assert not children_of(process.pid)
+    for label in (
+        "Glue, 30 executions: executions/s",
+        "Athena, 30 executions: executions/s",
+        "dispatch latency p50 / p95 (s)",
+        "completion latency p50 / p95 (s)",
+        "status calls per task (checks + heartbeats)",
+        "Polls: long polls open at once",
+        "Scale: 300 tracked jobs, peak RSS (MiB)",
+        "one check cycle over all of them",
+    ):
+        assert label in out, label
+    assert re.search(r"emulator ceiling \d+ requests/s", out)
+    figures = json.loads(figures_file.read_text())
+    for name, flow in figures["flows"].items():
+        assert flow["succeeded"] == flow["executions"], name
+        assert flow["calls"], name
+    # What the issue's targets are about, at smoke size: runners checks in batches and
+    # reports within a check cycle; the baseline needs a poll-until-empty round.
+    glue, baseline = figures["flows"]["glue/runners"], figures["flows"]["glue/baseline"]
+    assert glue["completion_p50"] < 5.0
+    assert glue["per_second"] > baseline["per_second"]
+    assert figures["flows"]["polls/runners"]["open_polls"] >= 20
+    assert figures["scale"]["tracked"] == 300
+    assert len(figures["scale"]["cycle_seconds"]) == 3
