@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -140,20 +140,25 @@ class GlueJobRunner(Runner[GlueJobSpec]):
 
     async def find(self, spec: GlueJobSpec, task: TaskStart) -> str | None:
         """The run an earlier attempt started for this task, if any (newest first)."""
-        async for run in self._runs(spec.job_name, self.lookup_pages):
-            if (run.get("Arguments") or {}).get(TASK_KEY_ARGUMENT) == task.key:
-                return str(run["Id"])
+        pages = 0
+        async for page in self._pages(spec.job_name):
+            for run in page:
+                if (run.get("Arguments") or {}).get(TASK_KEY_ARGUMENT) == task.key:
+                    return str(run["Id"])
+            pages += 1
+            if pages >= self.lookup_pages:
+                break
         return None
 
-    async def _runs(self, job_name: str, pages: int) -> Any:
+    async def _pages(self, job_name: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """The job's runs, newest first, a page at a time."""
         token: str | None = None
-        for _ in range(pages):
+        while True:
             request: dict[str, Any] = {"JobName": job_name, "MaxResults": _PAGE}
             if token:
                 request["NextToken"] = token
             response = await self.glue.get_job_runs(**request)
-            for run in response.get("JobRuns", []):
-                yield run
+            yield response.get("JobRuns", [])
             token = response.get("NextToken")
             if not token:
                 return
@@ -166,16 +171,23 @@ class GlueJobRunner(Runner[GlueJobSpec]):
         return {run_id: status for answer in answers for run_id, status in answer.items()}
 
     async def _check_job(self, jobs: list[Job[GlueJobSpec]]) -> dict[str, JobStatus]:
-        """One ``GetJobRun`` for a single run; ``GetJobRuns`` pages for several."""
+        """One ``GetJobRun`` for a single run; ``GetJobRuns`` pages for several.
+
+        Paging stops once the pages read past the first ones that could hold every run
+        are as many as the runs still missing: each of those then costs one
+        ``GetJobRun``, so a run buried under newer ones never costs more than twice the
+        cheapest way to reach it.
+        """
         wanted = {job.run_id: job for job in jobs}
         found: dict[str, dict[str, Any]] = {}
         if len(jobs) > 1:
-            pages = len(jobs) // _PAGE + 2
-            async for run in self._runs(jobs[0].spec.job_name, pages):
-                if run["Id"] in wanted:
-                    found[run["Id"]] = run
-                    if len(found) == len(wanted):
-                        break
+            least_pages, pages = -(-len(jobs) // _PAGE), 0
+            async for page in self._pages(jobs[0].spec.job_name):
+                found.update((run["Id"], run) for run in page if run["Id"] in wanted)
+                pages += 1
+                missing = len(wanted) - len(found)
+                if missing == 0 or pages - least_pages >= missing:
+                    break
         for run_id in wanted.keys() - found.keys():
             response = await self.glue.get_job_run(
                 JobName=wanted[run_id].spec.job_name, RunId=run_id, PredecessorsIncluded=False

@@ -137,6 +137,51 @@ def test_many_runs_of_one_job_are_checked_with_get_job_runs(
     assert aws.faults.calls["glue:GetJobRun"] == 1
 
 
+def test_runs_buried_under_newer_ones_are_paged_to_not_fetched_one_by_one(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    # GetJobRuns lists a job's runs newest first (API reference, GetJobRuns): runs
+    # started before 400 others sit on the third page of 200.
+    glue_job(aws, "Busy", RunBehaviour(duration=30), max_concurrent=500)
+    spec = runner.parse({"GlueJobName": "Busy"})
+    ours = [
+        Job(spec, run(aio_loop, runner.start(spec, TaskStart(f"{n:064d}", 0.0)))) for n in range(30)
+    ]
+    glue = aws.client("glue")
+    for _ in range(400):
+        glue.start_job_run(JobName="Busy")
+    aws.faults.calls.clear()
+
+    statuses = run(aio_loop, runner.check(ours))
+
+    assert all(statuses[job.run_id] is RUNNING for job in ours)
+    assert aws.faults.calls["glue:GetJobRuns"] == 3
+    assert aws.faults.calls["glue:GetJobRun"] == 0
+
+
+def test_runs_buried_deep_cost_a_few_pages_then_a_call_each(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    glue_job(aws, "Busy", RunBehaviour(duration=30), max_concurrent=1000)
+    spec = runner.parse({"GlueJobName": "Busy"})
+    ours = [
+        Job(spec, run(aio_loop, runner.start(spec, TaskStart(f"{n:064d}", 0.0)))) for n in range(2)
+    ]
+    glue = aws.client("glue")
+    for _ in range(650):
+        glue.start_job_run(JobName="Busy")
+    ours.append(Job(spec, run(aio_loop, runner.start(spec, TaskStart("c" * 64, 0.0)))))
+    aws.faults.calls.clear()
+
+    statuses = run(aio_loop, runner.check(ours))
+
+    assert all(statuses[job.run_id] is RUNNING for job in ours)
+    # Page 1 finds the newest run; the two oldest sit on page 4. With two missing, two
+    # more pages are worth reading; after them, one call each is the cheaper way.
+    assert aws.faults.calls["glue:GetJobRuns"] == 3
+    assert aws.faults.calls["glue:GetJobRun"] == 2
+
+
 def test_a_failed_run_becomes_glue_job_failed_error(
     aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
 ) -> None:
