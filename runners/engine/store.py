@@ -220,9 +220,15 @@ class DynamoStore:
                 )
             )
         except UpdateError as error:
-            if error_code(error) == _CONDITION_FAILED:
-                return None  # another worker was faster, or it finished meanwhile
-            raise
+            if error_code(error) != _CONDITION_FAILED:
+                raise
+            # Another worker was faster, the task finished meanwhile, or this claim took
+            # effect and only its answer was lost (the SDK's retry then meets its own
+            # write): the lease it set tells which.
+            record = await self.load(task_id)
+            if record and record.owner == owner and record.lease_expires_at == lease_until:
+                return record
+            return None
         return self._to_record(item)
 
     async def load(self, task_id: str) -> TaskRecord | None:

@@ -12,6 +12,7 @@ import pytest
 from runners.engine.records import Outcome, Status, TaskRecord, task_id_for
 from runners.engine.store import DynamoStore, JobStore, MemoryStore
 from runners.local import Emulator
+from runners.local.faults import Fault
 
 GROUP = "arn:aws:states:us-east-1:123456789012:activity:Work"
 
@@ -130,3 +131,21 @@ def test_records_round_trip(store: JobStore) -> None:
     run(store.create(original))
 
     assert run(store.load(original.task_id)) == original
+
+
+def test_a_claim_whose_answer_was_lost_is_still_taken(aws: Emulator) -> None:
+    # The update took effect but its answer was lost, so the SDK sends it again and the
+    # second attempt fails its condition (UpdateItem: ConditionalCheckFailedException
+    # "The conditional request failed"). Without a look at the record the claim would
+    # sit unused until its own lease ran out.
+    store = DynamoStore("tasks", "us-east-1", retention_seconds=3600, page_size=100)
+    store.create_table()
+    run(store.create(record(1, owner="a", lease=10.0)))
+    aws.faults.add(Fault("dynamodb:UpdateItem", "lost", limit=1))
+    try:
+        claimed = run(store.claim_expired(GROUP, "b", lease_until=200.0, now=50.0))
+    finally:
+        store.close()
+
+    assert [(r.owner, r.lease_expires_at) for r in claimed] == [("b", 200.0)]
+    assert aws.faults.calls["dynamodb:UpdateItem"] == 2
