@@ -106,6 +106,21 @@ def test_start_refusals_are_classified(
     assert isinstance(missing.value, TaskFailure)
 
 
+def started(
+    aio_loop: AioLoop, runner: GlueJobRunner, spec: GlueJobSpec, count: int, tag: str = ""
+) -> list[Job[GlueJobSpec]]:
+    """``count`` runs started by the runner, each for a task of its own."""
+    keys = [f"{tag}{n}".rjust(64, "0") for n in range(count)]
+    return [Job(spec, run(aio_loop, runner.start(spec, TaskStart(key, 0.0)))) for key in keys]
+
+
+def start_others(aws: Emulator, job_name: str, count: int) -> None:
+    """Runs of the same job that are not the runner's."""
+    glue = aws.client("glue")
+    for _ in range(count):
+        glue.start_job_run(JobName=job_name)
+
+
 def test_many_runs_of_one_job_are_checked_with_get_job_runs(
     aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
 ) -> None:
@@ -113,11 +128,7 @@ def test_many_runs_of_one_job_are_checked_with_get_job_runs(
     glue_job(aws, "Narrow", RunBehaviour(duration=30))
     wide = runner.parse({"GlueJobName": "Wide"})
     narrow = runner.parse({"GlueJobName": "Narrow"})
-    jobs = [
-        Job(wide, run(aio_loop, runner.start(wide, TaskStart(f"{n:064d}", 0.0))))
-        for n in range(250)
-    ]
-    jobs.append(Job(narrow, run(aio_loop, runner.start(narrow, TaskStart(KEY, 0.0)))))
+    jobs = started(aio_loop, runner, wide, 250) + started(aio_loop, runner, narrow, 1, "n")
     wait_until(
         lambda: (
             aws.client("glue").get_job_run(JobName="Wide", RunId=jobs[249].run_id)["JobRun"][
@@ -144,12 +155,8 @@ def test_runs_buried_under_newer_ones_are_paged_to_not_fetched_one_by_one(
     # started before 400 others sit on the third page of 200.
     glue_job(aws, "Busy", RunBehaviour(duration=30), max_concurrent=500)
     spec = runner.parse({"GlueJobName": "Busy"})
-    ours = [
-        Job(spec, run(aio_loop, runner.start(spec, TaskStart(f"{n:064d}", 0.0)))) for n in range(30)
-    ]
-    glue = aws.client("glue")
-    for _ in range(400):
-        glue.start_job_run(JobName="Busy")
+    ours = started(aio_loop, runner, spec, 30)
+    start_others(aws, "Busy", 400)
     aws.faults.calls.clear()
 
     statuses = run(aio_loop, runner.check(ours))
@@ -164,13 +171,9 @@ def test_runs_buried_deep_cost_a_few_pages_then_a_call_each(
 ) -> None:
     glue_job(aws, "Busy", RunBehaviour(duration=30), max_concurrent=1000)
     spec = runner.parse({"GlueJobName": "Busy"})
-    ours = [
-        Job(spec, run(aio_loop, runner.start(spec, TaskStart(f"{n:064d}", 0.0)))) for n in range(2)
-    ]
-    glue = aws.client("glue")
-    for _ in range(650):
-        glue.start_job_run(JobName="Busy")
-    ours.append(Job(spec, run(aio_loop, runner.start(spec, TaskStart("c" * 64, 0.0)))))
+    ours = started(aio_loop, runner, spec, 2)
+    start_others(aws, "Busy", 650)
+    ours += started(aio_loop, runner, spec, 1, "newest")
     aws.faults.calls.clear()
 
     statuses = run(aio_loop, runner.check(ours))
