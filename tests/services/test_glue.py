@@ -148,41 +148,39 @@ def test_many_runs_of_one_job_are_checked_with_get_job_runs(
     assert aws.faults.calls["glue:GetJobRun"] == 1
 
 
-def test_runs_buried_under_newer_ones_are_paged_to_not_fetched_one_by_one(
-    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+@pytest.mark.parametrize(
+    ("older", "others", "newer", "pages", "one_by_one"),
+    [
+        # 30 runs behind 400 others sit on page 3: paging there is cheaper than 30 calls.
+        pytest.param(30, 400, 0, 3, 0, id="paged-to"),
+        # Page 1 finds the newest run; the two oldest sit on page 4. With two missing, two
+        # more pages are worth reading; after them, one call each is the cheaper way.
+        pytest.param(2, 650, 1, 3, 2, id="fetched-one-by-one"),
+    ],
+)
+def test_runs_buried_under_newer_ones_cost_at_most_twice_the_cheapest_way(
+    aws: Emulator,
+    aio_loop: AioLoop,
+    runner: GlueJobRunner,
+    older: int,
+    others: int,
+    newer: int,
+    pages: int,
+    one_by_one: int,
 ) -> None:
-    # GetJobRuns lists a job's runs newest first (API reference, GetJobRuns): runs
-    # started before 400 others sit on the third page of 200.
-    glue_job(aws, "Busy", RunBehaviour(duration=30), max_concurrent=500)
-    spec = runner.parse({"GlueJobName": "Busy"})
-    ours = started(aio_loop, runner, spec, 30)
-    start_others(aws, "Busy", 400)
-    aws.faults.calls.clear()
-
-    statuses = run(aio_loop, runner.check(ours))
-
-    assert all(statuses[job.run_id] is RUNNING for job in ours)
-    assert aws.faults.calls["glue:GetJobRuns"] == 3
-    assert aws.faults.calls["glue:GetJobRun"] == 0
-
-
-def test_runs_buried_deep_cost_a_few_pages_then_a_call_each(
-    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
-) -> None:
+    # GetJobRuns lists a job's runs newest first, 200 to a page (API reference, GetJobRuns).
     glue_job(aws, "Busy", RunBehaviour(duration=30), max_concurrent=1000)
     spec = runner.parse({"GlueJobName": "Busy"})
-    ours = started(aio_loop, runner, spec, 2)
-    start_others(aws, "Busy", 650)
-    ours += started(aio_loop, runner, spec, 1, "newest")
+    ours = started(aio_loop, runner, spec, older)
+    start_others(aws, "Busy", others)
+    ours += started(aio_loop, runner, spec, newer, "newest")
     aws.faults.calls.clear()
 
     statuses = run(aio_loop, runner.check(ours))
 
     assert all(statuses[job.run_id] is RUNNING for job in ours)
-    # Page 1 finds the newest run; the two oldest sit on page 4. With two missing, two
-    # more pages are worth reading; after them, one call each is the cheaper way.
-    assert aws.faults.calls["glue:GetJobRuns"] == 3
-    assert aws.faults.calls["glue:GetJobRun"] == 2
+    assert aws.faults.calls["glue:GetJobRuns"] == pages
+    assert aws.faults.calls["glue:GetJobRun"] == one_by_one
 
 
 def test_a_failed_run_becomes_glue_job_failed_error(
