@@ -9,7 +9,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from benchmarks.scenarios import HEARTBEAT, STATUS_OPERATIONS
 from tests.test_demo import children_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +48,19 @@ def test_the_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
     for name, flow in figures["flows"].items():
         assert flow["succeeded"] == flow["executions"], name
         assert flow["calls"], name
-    # What the targets are about, at smoke size: runners checks in batches and
-    # reports within a check cycle; the baseline needs a poll-until-empty round.
-    glue, baseline = figures["flows"]["glue/runners"], figures["flows"]["glue/baseline"]
-    assert glue["completion_p50"] < 5.0
-    assert glue["per_second"] > baseline["per_second"]
+    # What the targets are about, at smoke size: runners reports within a check
+    # cycle and checks in batches, where the baseline spends a call on every job. (Which
+    # side ends first at this size depends on where the 5 s check falls against jobs of
+    # 1-3 s, so throughput is compared by the full run only.)
+    flows = figures["flows"]
+    assert flows["glue/runners"]["completion_p50"] < 5.0
+    for runner in ("glue", "athena"):
+        ours, theirs = flows[f"{runner}/runners"], flows[f"{runner}/baseline"]
+        assert status_calls(ours) < status_calls(theirs) / 2, runner
     assert figures["flows"]["polls/runners"]["open_polls"] >= 20
     assert figures["scale"]["tracked"] == 300
     assert len(figures["scale"]["cycle_seconds"]) == 3
+
+
+def status_calls(flow: dict[str, Any]) -> int:
+    return sum(flow["calls"].get(name, 0) for name in [*STATUS_OPERATIONS, HEARTBEAT])
