@@ -17,22 +17,20 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from runners.engine.activity import ActivityChannel
+from runners.engine.definition import RunnerContext, SdkRetries
 from runners.engine.engine import CONCURRENCY, Engine
 from runners.engine.runner import Runner
 from runners.engine.store import DynamoStore
-from runners.services.athena import AthenaQueryRunner
-from runners.services.crawler import GlueCrawlerRunner
-from runners.services.glue import GlueJobRunner
-from runners.services.s3wait import S3WaitRunner, WaitRule
 from runners.settings import RunnerConfig
-from runners.waits.table import WaitTable
 
 # Short-call clients: fail fast and let the engine's retry policy decide.
 _CALL_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 20}
-_SDK_RETRIES = {"mode": "standard", "max_attempts": 3}
-# Glue's starts carry no idempotency token: an SDK resend after a lost answer would start
-# a second run. The engine retries Glue calls itself, searching before any new start.
-_NO_SDK_RETRIES = {"mode": "standard", "total_max_attempts": 1}
+# A runner whose starts carry no idempotency token gets clients that never resend (its
+# definition says "none"): the engine retries its calls itself, searching first.
+SDK_RETRIES: dict[SdkRetries, dict[str, Any]] = {
+    "standard": {"mode": "standard", "max_attempts": 3},
+    "none": {"mode": "standard", "total_max_attempts": 1},
+}
 
 
 def worker_identity(worker_name: str, instance: str | None = None) -> str:
@@ -52,7 +50,7 @@ class _Clients:
         if key not in self._cache:
             settings = {
                 **_CALL_TIMEOUTS,
-                "retries": _SDK_RETRIES,
+                "retries": SDK_RETRIES["standard"],
                 "max_pool_connections": CONCURRENCY + 4,
                 **config,
             }
@@ -64,30 +62,18 @@ class _Clients:
         return self._cache[key]
 
 
-async def _runner(config: RunnerConfig, clients: _Clients, create_tables: bool) -> Runner[Any]:
-    if config.runner == "glue":
-        glue = await clients.get("glue", config.region, retries=_NO_SDK_RETRIES)
-        return GlueJobRunner(glue, config.glue_job_capacity)
-    if config.runner == "crawler":
-        return GlueCrawlerRunner(await clients.get("glue", config.region, retries=_NO_SDK_RETRIES))
-    if config.runner == "athena":
-        return AthenaQueryRunner(
-            await clients.get("athena", config.region),
-            default_output_location=config.athena_output_location,
-            default_workgroup=config.athena_workgroup,
-        )
-    assert config.wait_table is not None  # RunnerConfig checks it
-    waits = WaitTable(config.wait_table, config.region)
-    if create_tables:
-        waits.create_table()
-    return S3WaitRunner(
-        await clients.get("s3", config.region),
-        waits,
-        config.activity_arn,
-        config.table,
-        WaitRule(config.wait_bucket, config.wait_prefix, config.wait_suffix, config.wait_glob),
-        config.wait_max_age_seconds,
-    )
+async def _runner(
+    config: RunnerConfig, clients: _Clients, stack: AsyncExitStack, create_tables: bool
+) -> Runner[Any]:
+    definition = config.definition
+    retries = SDK_RETRIES[definition.sdk_retries]
+
+    async def client(service: str) -> Any:
+        purpose = f"retries:{definition.sdk_retries}"
+        return await clients.get(service, config.region, purpose, retries=retries)
+
+    context = RunnerContext(config, config.options, client, stack.callback, create_tables)
+    return await definition.build(context)
 
 
 @asynccontextmanager
@@ -120,7 +106,7 @@ async def open_engines(
             engines.append(
                 Engine(
                     config,
-                    await _runner(config, clients, create_tables),
+                    await _runner(config, clients, stack, create_tables),
                     ActivityChannel(polls, calls, config.activity_arn, config.worker_name),
                     store,
                     worker_identity(config.worker_name, owner_instance),

@@ -3,23 +3,28 @@
 A config is JSON. It names its runner with ``"runner"``; a file in the original
 sample's format has no such key and is recognised by its name. The original's keys
 (``sfn_activity_arn``, ``sfn_worker_name``, ``ddb_table``, ``ddb_query_limit``,
-``glue_job_capacity``) keep working. Environment variables override files:
-``RUNNERS_<RUNNER>_<FIELD>`` for one runner, then ``RUNNERS_<FIELD>`` for all.
+``glue_job_capacity``) keep working. Fields are the engine's (every runner has them)
+plus the runner's own options, declared by the runner. Environment variables override
+files: ``RUNNERS_<RUNNER>_<FIELD>`` for one runner, then ``RUNNERS_<FIELD>`` for all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
+import math
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from runners import registry
+from runners.engine.config import EngineConfig
+from runners.engine.definition import RunnerDefinition
 from runners.errors import ConfigError
 
-RUNNER_NAMES = ("glue", "athena", "s3wait", "crawler")
 FILE_NAMES = {"gluerunner-config.json": "glue", "athenarunner-config.json": "athena"}
 ALIASES = {
     "sfn_activity_arn": "activity_arn",
@@ -27,88 +32,80 @@ ALIASES = {
     "ddb_table": "table",
     "ddb_query_limit": "page_size",
 }
-_ACTIVITY_ARN = re.compile(r"^arn:[\w-]+:states:([a-z0-9-]+):(\d{12}):activity:[\w.-]{1,80}$")
+ENGINE_FIELDS = {field.name: field for field in fields(EngineConfig)}
 
 
-@dataclass(frozen=True)
-class RunnerConfig:
-    """Everything one runner needs; times are seconds."""
+@dataclass(frozen=True, kw_only=True)
+class RunnerConfig(EngineConfig):
+    """One runner's configuration: the engine's fields, its name, its own options."""
 
     runner: str
-    activity_arn: str
-    table: str
-    worker_name: str = "runners"
-    page_size: int = 100
-    pollers: int = 4
-    max_in_flight: int = 1000
-    poll_seconds: float = 60.0
-    check_interval_seconds: float = 5.0
-    heartbeat_interval_seconds: float = 60.0
-    lease_seconds: float = 120.0
-    start_timeout_seconds: float = 3600.0
-    retention_days: float = 7.0
-    glue_job_capacity: float | None = None
-    athena_output_location: str | None = None
-    athena_workgroup: str | None = None
-    wait_table: str | None = None
-    wait_bucket: str | None = None
-    wait_prefix: str | None = None
-    wait_suffix: str | None = None
-    wait_glob: str | None = None
-    wait_max_age_seconds: float = 86_400.0
-
-    def __post_init__(self) -> None:
-        if self.runner not in RUNNER_NAMES:
-            raise ConfigError(f"runner: {self.runner!r} is not one of {', '.join(RUNNER_NAMES)}")
-        if not _ACTIVITY_ARN.match(self.activity_arn):
-            raise ConfigError(f"activity_arn: {self.activity_arn!r} is not an activity ARN")
-        if not self.table:
-            raise ConfigError("table: the job table name is empty")
-        if self.runner == "s3wait" and not self.wait_table:
-            raise ConfigError("wait_table: the s3wait runner needs the wait table's name")
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-                raise ConfigError(f"{field.name}: must be positive, got {value}")
+    options: Any = None
 
     @property
-    def region(self) -> str:
-        match = _ACTIVITY_ARN.match(self.activity_arn)
-        assert match is not None
-        return match.group(1)
+    def definition(self) -> RunnerDefinition[Any]:
+        return registry.get(self.runner)
+
+    def as_mapping(self) -> dict[str, Any]:
+        """What a config file for this runner holds."""
+        values = {name: getattr(self, name) for name in ENGINE_FIELDS}
+        options = dataclasses.asdict(self.options) if self.options is not None else {}
+        return {"runner": self.runner, **values, **options}
 
 
 def from_mapping(data: Mapping[str, Any], default_runner: str | None = None) -> RunnerConfig:
     values = {ALIASES.get(key, key): value for key, value in data.items()}
-    values.setdefault("runner", default_runner)
-    known = {field.name for field in fields(RunnerConfig)}
-    unknown = sorted(set(values) - known)
+    runner = values.pop("runner", None) or default_runner
+    if not runner:
+        raise ConfigError("missing configuration: runner")
+    if not isinstance(runner, str):
+        raise ConfigError(f"runner: must be a runner's name, got {runner!r}")
+    definition = registry.get(runner)
+    option_fields = {field.name: field for field in fields(definition.options)}
+    unknown = sorted(set(values) - set(ENGINE_FIELDS) - set(option_fields))
     if unknown:
-        raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-    missing = [name for name in ("runner", "activity_arn", "table") if not values.get(name)]
+        raise ConfigError(
+            f"unknown configuration keys for the {runner} runner: {', '.join(unknown)}"
+        )
+    missing = [name for name in ("activity_arn", "table") if not values.get(name)]
     if missing:
         raise ConfigError(f"missing configuration: {', '.join(missing)}")
+    engine = {
+        name: _typed(EngineConfig, name, value)
+        for name, value in values.items()
+        if name in ENGINE_FIELDS
+    }
+    options = {
+        name: _typed(definition.options, name, value)
+        for name, value in values.items()
+        if name in option_fields
+    }
     try:
-        return RunnerConfig(**values)
+        built = definition.options(**options)
     except TypeError as error:
-        raise ConfigError(str(error)) from error
+        raise ConfigError(f"{runner} runner: {error}") from error
+    return RunnerConfig(runner=runner, options=built, **engine)
 
 
 def environment_values(runner: str, environ: Mapping[str, str]) -> dict[str, Any]:
     """Config fields set by ``RUNNERS_<RUNNER>_<FIELD>``, else ``RUNNERS_<FIELD>``."""
+    options = registry.get(runner).options
+    owners = {**dict.fromkeys(ENGINE_FIELDS, EngineConfig)}
+    owners.update(dict.fromkeys((field.name for field in fields(options)), options))
     values: dict[str, Any] = {}
-    for field in fields(RunnerConfig):
-        for name in (f"RUNNERS_{runner}_{field.name}".upper(), f"RUNNERS_{field.name}".upper()):
-            raw = environ.get(name)
-            if raw is not None and field.name != "runner":
-                values[field.name] = _parse(field, raw, name)
+    for name, owner in owners.items():
+        for variable in (f"RUNNERS_{runner}_{name}".upper(), f"RUNNERS_{name}".upper()):
+            if variable in environ:
+                values[name] = _typed(owner, name, environ[variable], where=variable)
                 break
     return values
 
 
 def with_environment(config: RunnerConfig, environ: Mapping[str, str]) -> RunnerConfig:
     overrides = environment_values(config.runner, environ)
-    return dataclasses.replace(config, **overrides) if overrides else config
+    if not overrides:
+        return config
+    return from_mapping({**config.as_mapping(), **overrides})
 
 
 def load_file(path: str | Path, environ: Mapping[str, str]) -> RunnerConfig:
@@ -119,7 +116,10 @@ def load_file(path: str | Path, environ: Mapping[str, str]) -> RunnerConfig:
         raise ConfigError(f"{path}: {error}") from error
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a JSON object")
-    return with_environment(from_mapping(data, FILE_NAMES.get(path.name)), environ)
+    try:
+        return with_environment(from_mapping(data, FILE_NAMES.get(path.name)), environ)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from error
 
 
 def from_environment(runner: str, environ: Mapping[str, str]) -> list[RunnerConfig]:
@@ -136,24 +136,47 @@ def from_environment(runner: str, environ: Mapping[str, str]) -> list[RunnerConf
 
 
 def served_from_environment(environ: Mapping[str, str]) -> list[RunnerConfig]:
-    """A container worker's configs: ``RUNNERS_SERVE`` names its runners (comma-separated),
-    each configured by variables as in ``from_environment``."""
-    served = [name.strip() for name in environ.get("RUNNERS_SERVE", "").split(",") if name.strip()]
+    """A container worker's configs: ``RUNNERS_SERVE`` names its runners (comma-separated);
+    without it, every runner whose ``RUNNERS_<RUNNER>_ACTIVITY_ARN`` is set is served.
+    Each is configured by variables as in ``from_environment``."""
+    listed = [name.strip() for name in environ.get("RUNNERS_SERVE", "").split(",") if name.strip()]
+    served = listed or [
+        name for name in registry.names() if environ.get(f"RUNNERS_{name.upper()}_ACTIVITY_ARN")
+    ]
     if not served:
-        raise ConfigError(f"RUNNERS_SERVE: name the runners to serve ({', '.join(RUNNER_NAMES)})")
-    unknown = sorted(set(served) - set(RUNNER_NAMES))
-    if unknown:
-        raise ConfigError(f"RUNNERS_SERVE: unknown runners {', '.join(unknown)}")
+        raise ConfigError(
+            "RUNNERS_SERVE: name the runners to serve, or set RUNNERS_<RUNNER>_ACTIVITY_ARN "
+            f"for each (runners: {', '.join(registry.names())})"
+        )
+    for name in served:
+        registry.get(name)  # an unknown name is a ConfigError naming the known ones
     return [config for runner in served for config in from_environment(runner, environ)]
 
 
-def _parse(field: dataclasses.Field[Any], raw: str, name: str) -> Any:
-    kind = str(field.type)
-    try:
-        if kind.startswith("int"):
-            return int(raw)
-        if kind.startswith("float"):
-            return float(raw)
-    except ValueError as error:
-        raise ConfigError(f"{name}: {raw!r} is not a number") from error
-    return raw
+def _typed(owner: type, name: str, value: Any, where: str | None = None) -> Any:
+    """A config value as its field's type: files give JSON values, variables text."""
+    kind = typing.get_type_hints(owner)[name]
+    allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    if value is None and type(None) in allowed:
+        return None
+    if isinstance(value, str) and bool in allowed and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, bool):
+        if bool in allowed:
+            return value
+    elif int in allowed and isinstance(value, int | str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    elif float in allowed and isinstance(value, int | float | str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    elif str in allowed and isinstance(value, str):
+        return value
+    expected = " or ".join(k.__name__ for k in allowed if k is not type(None))
+    raise ConfigError(f"{where or name}: {value!r} is not {expected}")

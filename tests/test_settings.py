@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from runners.errors import ConfigError
-from runners.settings import RunnerConfig, from_environment, load_file
+from runners.settings import from_environment, from_mapping, load_file
 
 ARN = "arn:aws:states:eu-west-1:123456789012:activity:GlueRunnerActivity"
 
@@ -33,7 +33,7 @@ def test_the_original_config_file_works_as_is(tmp_path: Path) -> None:
         config.worker_name,
         config.table,
         config.page_size,
-        config.glue_job_capacity,
+        config.options.glue_job_capacity,
     ) == ("glue", ARN, "gluerunner", "GlueRunnerActiveJobs", 50, 10)
     assert config.region == "eu-west-1"
 
@@ -70,7 +70,7 @@ def test_a_lambda_is_configured_by_environment_alone() -> None:
         },
     )
 
-    assert (config.runner, config.activity_arn, config.table, config.glue_job_capacity) == (
+    assert (config.runner, config.activity_arn, config.table, config.options.glue_job_capacity) == (
         "glue",
         ARN,
         "Jobs",
@@ -91,7 +91,7 @@ def test_a_lambda_can_serve_several_wait_activities() -> None:
     )
 
     assert [c.activity_arn for c in configs] == [ARN, other]
-    assert {(c.table, c.wait_table, c.wait_bucket) for c in configs} == {
+    assert {(c.table, c.options.wait_table, c.options.wait_bucket) for c in configs} == {
         ("Jobs", "Waits", "bucket")
     }
 
@@ -127,7 +127,7 @@ def test_a_non_numeric_override_is_a_config_error() -> None:
 
 
 def test_defaults_are_production_values() -> None:
-    config = RunnerConfig(runner="glue", activity_arn=ARN, table="T")
+    config = from_mapping({"runner": "glue", "activity_arn": ARN, "table": "T"})
 
     assert config.poll_seconds == 60.0
     assert config.heartbeat_interval_seconds > config.check_interval_seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -12,9 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from runners.engine.background import BackgroundWorker
+from runners import settings
 from runners.local import Emulator
 from runners.settings import RunnerConfig
+from runners.testing.background import BackgroundWorker
 from tests.conftest import POLL_SECONDS
 
 FAST = {
@@ -28,11 +28,14 @@ FAST = {
 def config(
     runner: str, activity_arn: str, table: str | None = None, **overrides: Any
 ) -> RunnerConfig:
-    return RunnerConfig(
-        runner=runner,
-        activity_arn=activity_arn,
-        table=table or f"{runner}-tasks",
-        **{**FAST, **overrides},
+    return settings.from_mapping(
+        {
+            "runner": runner,
+            "activity_arn": activity_arn,
+            "table": table or f"{runner}-tasks",
+            **FAST,
+            **overrides,
+        }
     )
 
 
@@ -50,7 +53,7 @@ def worker_process(
     paths = []
     for index, item in enumerate(configs):
         path = tmp_path / f"{log_name}-{index}.json"
-        path.write_text(json.dumps(dataclasses.asdict(item)))
+        path.write_text(json.dumps(item.as_mapping()))
         paths.append(path)
     arguments = [arg for path in paths for arg in ("--config", str(path))]
     log = (tmp_path / f"{log_name}.log").open("wb")

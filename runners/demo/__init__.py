@@ -27,10 +27,10 @@ from runners.demo.resources import (
     sample,
 )
 from runners.demo.scenarios import SCENARIOS, Scenario, Upload
-from runners.engine.background import BackgroundWorker
 from runners.handlers import ons3objectcreated
 from runners.local import REGION, Emulator
 from runners.local.event_sources import QueueEventSource
+from runners.testing.background import BackgroundWorker
 from runners.waits.table import WaitTable
 
 # Long polls end after this long in the demo (AWS: 60 s), so it stops promptly.

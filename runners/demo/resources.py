@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import runners
+from runners import settings
 from runners.local import Emulator
 from runners.settings import RunnerConfig
 
@@ -181,37 +182,24 @@ def runner_configs(deployment: Deployment) -> list[RunnerConfig]:
     }
     arns = deployment.activities
     waits = [
-        RunnerConfig(
-            runner="s3wait",
-            activity_arn=arns[f"{SOURCE_BUCKET}-{name}"],
-            table="RunnersWaitTasks",
-            wait_table=WAIT_TABLE,
-            wait_bucket=SOURCE_BUCKET,
-            **common,
-        )
+        {
+            "runner": "s3wait",
+            "activity_arn": arns[f"{SOURCE_BUCKET}-{name}"],
+            "table": "RunnersWaitTasks",
+            "wait_table": WAIT_TABLE,
+            "wait_bucket": SOURCE_BUCKET,
+        }
         for name in (SALES_FILE, MARKETING_FILE)
     ]
-    return [
-        RunnerConfig(
-            runner="glue",
-            activity_arn=arns["GlueRunnerActivity"],
-            table="GlueRunnerActiveJobs",
-            **common,
-        ),
-        RunnerConfig(
-            runner="athena",
-            activity_arn=arns["AthenaRunnerActivity"],
-            table="AthenaRunnerActiveJobs",
-            **common,
-        ),
-        RunnerConfig(
-            runner="crawler",
-            activity_arn=arns["CrawlerRunnerActivity"],
-            table="CrawlerRunnerActiveJobs",
-            **common,
-        ),
-        *waits,
+    jobs = [
+        {"runner": runner, "activity_arn": arns[activity], "table": table}
+        for runner, activity, table in (
+            ("glue", "GlueRunnerActivity", "GlueRunnerActiveJobs"),
+            ("athena", "AthenaRunnerActivity", "AthenaRunnerActiveJobs"),
+            ("crawler", "CrawlerRunnerActivity", "CrawlerRunnerActiveJobs"),
+        )
     ]
+    return [settings.from_mapping({**common, **values}) for values in [*jobs, *waits]]
 
 
 def _queue(sqs: Any, name: str) -> tuple[str, str]:

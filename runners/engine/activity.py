@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -31,17 +31,13 @@ class ActivityTask:
     input: str
 
 
-class ActivityChannel:
-    def __init__(self, poll_client: Any, client: Any, activity_arn: str, worker_name: str) -> None:
-        self._poll_client, self._client = poll_client, client
-        self.activity_arn, self.worker_name = activity_arn, worker_name
+class TaskReports:
+    """Heartbeats and reports for task tokens, whoever holds them: the engine, or the
+    object-created Lambda releasing a wait. Output over Step Functions' 256 KiB fails
+    the task with ``RunnerOutputError`` instead of being refused."""
 
-    async def poll(self) -> ActivityTask | None:
-        response = await self._poll_client.get_activity_task(
-            activityArn=self.activity_arn, workerName=self.worker_name
-        )
-        token = response.get("taskToken")
-        return ActivityTask(token, response.get("input") or "{}") if token else None
+    def __init__(self, client: Any) -> None:
+        self._client = client
 
     async def heartbeat(self, token: str) -> bool:
         return await self._send("send_task_heartbeat", taskToken=token)
@@ -73,3 +69,28 @@ class ActivityChannel:
                 return False
             raise
         return True
+
+
+class Channel(Protocol):
+    """One activity as the engine uses it (``runners.testing`` has one in memory)."""
+
+    activity_arn: str
+
+    async def poll(self) -> ActivityTask | None: ...
+    async def heartbeat(self, token: str) -> bool: ...
+    async def succeed(self, token: str, output: dict[str, Any]) -> bool: ...
+    async def fail(self, token: str, error: str, cause: str) -> bool: ...
+
+
+class ActivityChannel(TaskReports):
+    def __init__(self, poll_client: Any, client: Any, activity_arn: str, worker_name: str) -> None:
+        super().__init__(client)
+        self._poll_client = poll_client
+        self.activity_arn, self.worker_name = activity_arn, worker_name
+
+    async def poll(self) -> ActivityTask | None:
+        response = await self._poll_client.get_activity_task(
+            activityArn=self.activity_arn, workerName=self.worker_name
+        )
+        token = response.get("taskToken")
+        return ActivityTask(token, response.get("input") or "{}") if token else None

@@ -22,8 +22,11 @@ from functools import partial
 from typing import Any, Generic
 
 import structlog
+from botocore.exceptions import ClientError
 
-from runners.engine.activity import ActivityChannel, ActivityTask
+from runners.engine.activity import ActivityTask, Channel
+from runners.engine.config import EngineConfig
+from runners.engine.inputs import parse_document
 from runners.engine.records import Outcome, Status, TaskRecord, task_id_for
 from runners.engine.runner import (
     Failed,
@@ -33,13 +36,11 @@ from runners.engine.runner import (
     SpecT,
     Succeeded,
     TaskStart,
-    parse_document,
 )
 from runners.engine.store import JobStore
 from runners.errors import RunnerInputError, TaskFailure, TryLater
 from runners.logs import get_logger, token_hash
-from runners.retry import is_ambiguous, is_unanswered, retry
-from runners.settings import RunnerConfig
+from runners.retry import is_ambiguous, is_retryable, is_unanswered, retry
 
 # Retries inside one check cycle give up after this long; the next cycle tries again.
 CYCLE_RETRY_SECONDS = 30.0
@@ -91,9 +92,9 @@ class InFlight(Generic[SpecT]):
 class Engine(Generic[SpecT]):
     def __init__(
         self,
-        config: RunnerConfig,
+        config: EngineConfig,
         runner: Runner[SpecT],
-        channel: ActivityChannel,
+        channel: Channel,
         store: JobStore,
         owner: str,
         clock: Callable[[], float] = time.time,
@@ -208,6 +209,8 @@ class Engine(Generic[SpecT]):
         try:
             return await self.runner.start(flight.spec, self._task_start(flight))
         except Exception as error:
+            if isinstance(error, ClientError) and not is_retryable(error):
+                raise self.runner.refused(flight.spec, error) from error
             if not is_ambiguous(error):
                 raise
             flight.may_exist = True  # the start may have taken effect
@@ -342,10 +345,17 @@ class Engine(Generic[SpecT]):
         flight.log.info("task closed by Step Functions; stopping the job")
         run_id = flight.record.run_id
         if run_id is None and flight.may_exist:
-            run_id = await retry(
-                lambda: self.runner.find(flight.spec, self._task_start(flight)),
-                CYCLE_RETRY_SECONDS,
-            )
+            # The start is in doubt: find its job (an idempotent start finds it by
+            # starting again) so that nothing is left running for a closed task.
+            try:
+                run_id = await retry(
+                    lambda: self.runner.find(flight.spec, self._task_start(flight)),
+                    CYCLE_RETRY_SECONDS,
+                )
+            except (TaskFailure, ClientError) as error:
+                if isinstance(error, ClientError) and is_retryable(error):
+                    raise
+                flight.log.info("the start in doubt was refused: no job to stop")
         if run_id:
             job = Job(flight.spec, run_id)
             try:

@@ -1,6 +1,7 @@
-"""Where task records live: DynamoDB through PynamoDB, or memory for fast unit tests.
+"""Where task records live: the job table in DynamoDB (``runners.testing`` has the same
+contract in memory for fast unit tests).
 
-Ownership rules, the same for both stores:
+Ownership rules, the same for every store:
 - every write is conditional on the writer still owning the record, so a worker whose
   lease was taken over can never overwrite the new owner's progress;
 - a record whose lease expired can be claimed by any worker with one conditional write;
@@ -12,12 +13,7 @@ Ownership rules, the same for both stores:
 from __future__ import annotations
 
 import asyncio
-import copy
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from pynamodb.attributes import (
     JSONAttribute,
@@ -25,15 +21,12 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.exceptions import PutError, TableError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
+from runners.engine.dynamo import Bridge, bind, condition_held, ensure_table, epoch_datetime
 from runners.engine.records import Outcome, Status, TaskRecord
-from runners.retry import error_code, retry_sync
-
-T = TypeVar("T")
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class JobStore(Protocol):
@@ -52,47 +45,6 @@ class JobStore(Protocol):
         ...
 
     async def load(self, task_id: str) -> TaskRecord | None: ...
-
-
-class MemoryStore:
-    """The same contract in memory, for fast unit tests of the engine."""
-
-    def __init__(self) -> None:
-        self._records: dict[str, TaskRecord] = {}
-        self._lock = threading.Lock()
-
-    async def create(self, record: TaskRecord) -> TaskRecord:
-        with self._lock:
-            existing = self._records.setdefault(record.task_id, copy.deepcopy(record))
-            return copy.deepcopy(existing)
-
-    async def save(self, record: TaskRecord) -> bool:
-        with self._lock:
-            current = self._records.get(record.task_id)
-            if current is None or current.owner != record.owner:
-                return False
-            self._records[record.task_id] = copy.deepcopy(record)
-            return True
-
-    async def claim_expired(
-        self, group: str, owner: str, lease_until: float, now: float
-    ) -> list[TaskRecord]:
-        claimed = []
-        with self._lock:
-            for record in self._records.values():
-                if (
-                    record.activity_arn == group
-                    and record.status != Status.DONE
-                    and record.lease_expires_at < now
-                ):
-                    record.owner, record.lease_expires_at = owner, lease_until
-                    claimed.append(copy.deepcopy(record))
-        return claimed
-
-    async def load(self, task_id: str) -> TaskRecord | None:
-        with self._lock:
-            record = self._records.get(task_id)
-            return copy.deepcopy(record) if record else None
 
 
 class _ByLease(GlobalSecondaryIndex):  # type: ignore[type-arg,no-untyped-call]
@@ -131,18 +83,8 @@ class TaskRecordModel(Model):
     by_lease = _ByLease()
 
 
-def model_for(table: str, region: str) -> type[TaskRecordModel]:
-    """The schema bound to one table (PynamoDB binds tables per model class)."""
-    meta = type("Meta", (TaskRecordModel.Meta,), {"table_name": table, "region": region})
-    model: type[TaskRecordModel] = type(
-        f"TaskRecordModel_{table}", (TaskRecordModel,), {"Meta": meta, "__module__": __name__}
-    )
-    return model
-
-
 class DynamoStore:
-    """Task records in DynamoDB. PynamoDB is synchronous, so calls run on a dedicated
-    thread pool and never block the event loop."""
+    """Task records in DynamoDB, through PynamoDB on a thread bridge."""
 
     def __init__(
         self,
@@ -150,18 +92,15 @@ class DynamoStore:
         region: str,
         retention_seconds: float,
         page_size: int = 100,
-        threads: int = 32,
+        bridge: Bridge | None = None,
     ) -> None:
-        self.model = model_for(table, region)
+        self.model = bind(TaskRecordModel, table, region)
         self._retention = retention_seconds
         self._page_size = page_size
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
-
-    async def _run(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        self._bridge = bridge or Bridge(name="store")
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._bridge.close()
 
     def create_table(self) -> None:
         """Create the table if missing (local use; deployed stacks create it)."""
@@ -169,30 +108,22 @@ class DynamoStore:
 
     async def create(self, record: TaskRecord) -> TaskRecord:
         item = self._to_model(record)
-        try:
-            await self._run(lambda: item.save(condition=self.model.task_id.does_not_exist()))
-        except PutError as error:
-            if error_code(error) != _CONDITION_FAILED:
-                raise
-            existing = await self.load(record.task_id)
-            assert existing is not None
-            return existing
-        return record
+        new = self.model.task_id.does_not_exist()
+        if await self._bridge.run(lambda: condition_held(lambda: item.save(condition=new))):
+            return record
+        existing = await self.load(record.task_id)
+        assert existing is not None
+        return existing
 
     async def save(self, record: TaskRecord) -> bool:
         item = self._to_model(record)
-        try:
-            await self._run(lambda: item.save(condition=self.model.owner == record.owner))
-        except PutError as error:
-            if error_code(error) == _CONDITION_FAILED:
-                return False
-            raise
-        return True
+        owned = self.model.owner == record.owner
+        return await self._bridge.run(lambda: condition_held(lambda: item.save(condition=owned)))
 
     async def claim_expired(
         self, group: str, owner: str, lease_until: float, now: float
     ) -> list[TaskRecord]:
-        keys = await self._run(
+        keys = await self._bridge.run(
             lambda: [
                 item.task_id
                 for item in self.model.by_lease.query(
@@ -209,31 +140,26 @@ class DynamoStore:
         self, task_id: str, owner: str, lease_until: float, now: float
     ) -> TaskRecord | None:
         item = self.model(task_id)
-        try:
-            await self._run(
-                lambda: item.update(
-                    actions=[
-                        self.model.owner.set(owner),
-                        self.model.lease_expires_at.set(lease_until),
-                    ],
-                    condition=(self.model.lease_expires_at < now) & self.model.lease_group.exists(),
-                )
-            )
-        except UpdateError as error:
-            if error_code(error) != _CONDITION_FAILED:
-                raise
-            # Another worker was faster, the task finished meanwhile, or this claim took
-            # effect and only its answer was lost (the SDK's retry then meets its own
-            # write): the lease it set tells which.
-            record = await self.load(task_id)
-            if record and record.owner == owner and record.lease_expires_at == lease_until:
-                return record
-            return None
-        return self._to_record(item)
+        expired = (self.model.lease_expires_at < now) & self.model.lease_group.exists()
+        taken: list[Action] = [
+            self.model.owner.set(owner),
+            self.model.lease_expires_at.set(lease_until),
+        ]
+        if await self._bridge.run(
+            lambda: condition_held(lambda: item.update(actions=taken, condition=expired))
+        ):
+            return self._to_record(item)
+        # Another worker was faster, the task finished meanwhile, or this claim took
+        # effect and only its answer was lost (the SDK's retry then meets its own
+        # write): the lease it set tells which.
+        record = await self.load(task_id)
+        if record and record.owner == owner and record.lease_expires_at == lease_until:
+            return record
+        return None
 
     async def load(self, task_id: str) -> TaskRecord | None:
         try:
-            item = await self._run(lambda: self.model.get(task_id, consistent_read=True))
+            item = await self._bridge.run(lambda: self.model.get(task_id, consistent_read=True))
         except self.model.DoesNotExist:
             return None
         return self._to_record(item)
@@ -257,7 +183,7 @@ class DynamoStore:
             finished_at=record.finished_at,
             outcome=record.outcome.value if record.outcome else None,
             error=record.error,
-            expires_at=_datetime(expires),
+            expires_at=epoch_datetime(expires),
         )
 
     @staticmethod
@@ -278,25 +204,3 @@ class DynamoStore:
             outcome=Outcome(item.outcome) if item.outcome else None,
             error=item.error,
         )
-
-
-def ensure_table(model: type[Model]) -> None:
-    """Create a model's table with its TTL unless it exists. Idempotent and patient:
-    another worker may create it at the same moment, and a create whose answer was lost
-    (retried by the SDK) has still created it."""
-
-    def create() -> None:
-        if model.exists():
-            return
-        try:
-            model.create_table(wait=True)
-        except TableError as error:
-            if error_code(error) != "ResourceInUseException":
-                raise
-        model.update_ttl(ignore_update_ttl_errors=True)
-
-    retry_sync(create)
-
-
-def _datetime(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)

@@ -10,85 +10,95 @@ Configuration: ``RUNNERS_WAIT_TABLE`` (the wait table), ``AWS_REGION``.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 
 from runners import logs
-from runners.engine.store import model_for
-from runners.retry import error_code
+from runners.engine.activity import TaskReports
+from runners.engine.store import DynamoStore
 from runners.waits.model import Arrival, arrivals_in
 from runners.waits.table import Waiter, WaitTable
 
-CLOSED_TASK_CODES = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
-
 
 class Releaser:
-    """Releases the waiters one arrival ends; shared by the handler and the demo."""
+    """Releases the waiters one arrival ends. Task tokens are read from the waiter's job
+    table through the job store, and reports go through the engine's ``TaskReports``
+    (its 256 KiB guard included)."""
 
-    def __init__(self, waits: WaitTable, sfn: Any, region: str, claimant: str) -> None:
-        self.waits, self.sfn, self.region, self.claimant = waits, sfn, region, claimant
+    def __init__(self, waits: WaitTable, reports: TaskReports, region: str, claimant: str) -> None:
+        self.waits, self.reports, self.region, self.claimant = waits, reports, region, claimant
+        self._stores: dict[str, DynamoStore] = {}
         self.log = logs.get_logger(component="ons3objectcreated")
 
-    def arrived(self, arrival: Arrival) -> int:
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+
+    async def arrived(self, arrival: Arrival) -> int:
         """Record the arrival, then release every waiter it satisfies; returns how many."""
-        recorded = self.waits.record_arrival(arrival)
+        recorded = await self.waits.record_arrival(arrival)
         released = 0
-        for waiter in self.waits.waiting(recorded.bucket):
+        for waiter in await self.waits.waiting(recorded.bucket):
             if (
                 waiter.matcher.matches(recorded.bucket, recorded.key)
                 and recorded.event_time >= waiter.not_before
             ):
-                released += self._release(waiter, recorded)
+                released += await self._release(waiter, recorded)
         self.log.info("object arrived", bucket=recorded.bucket, key=recorded.key, released=released)
         return released
 
-    def _release(self, waiter: Waiter, arrival: Arrival) -> bool:
-        claimed = self.waits.claim(waiter, self.claimant, arrival)
+    async def _release(self, waiter: Waiter, arrival: Arrival) -> bool:
+        claimed = await self.waits.claim(waiter, self.claimant, arrival)
         if claimed is None:
             return False  # another releaser won the claim
         try:
-            self._send(waiter, arrival)
+            await self._send(waiter, arrival)
         except Exception:
-            self.waits.unclaim(waiter, self.claimant)  # let the retried event try again
+            await self.waits.unclaim(waiter, self.claimant)  # let the retried event try again
             raise
-        self.waits.mark_released(waiter, self.claimant)
+        await self.waits.mark_released(waiter, self.claimant)
         return True
 
-    def _send(self, waiter: Waiter, arrival: Arrival) -> None:
-        record = model_for(waiter.job_table, self.region).get(waiter.wait_id, consistent_read=True)
-        try:
-            self.sfn.send_task_success(
-                taskToken=record.token, output=json.dumps(arrival.output(waiter.activity_arn))
-            )
-        except ClientError as error:
-            if error_code(error) not in CLOSED_TASK_CODES:
-                raise
-            self.log.info("wait was already closed", token=logs.token_hash(record.token))
-            return
-        self.log.info(
-            "wait released", token=logs.token_hash(record.token), activity=waiter.activity_arn
-        )
+    async def _send(self, waiter: Waiter, arrival: Arrival) -> None:
+        record = await self._store(waiter.job_table).load(waiter.wait_id)
+        if record is None:
+            raise LookupError(f"no task {waiter.wait_id} in {waiter.job_table}")
+        token = logs.token_hash(record.token)
+        if await self.reports.succeed(record.token, arrival.output(waiter.activity_arn)):
+            self.log.info("wait released", token=token, activity=waiter.activity_arn)
+        else:
+            self.log.info("wait was already closed", token=token)
+
+    def _store(self, table: str) -> DynamoStore:
+        if table not in self._stores:
+            self._stores[table] = DynamoStore(table, self.region, retention_seconds=0)
+        return self._stores[table]
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, int]:
     logs.configure_once(os.environ.get("RUNNERS_LOG_LEVEL", "INFO"), json_output=True)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    releaser = Releaser(
-        WaitTable(os.environ["RUNNERS_WAIT_TABLE"], region),
-        boto3.client(
-            "stepfunctions",
-            region_name=region,
-            config=Config(retries={"mode": "standard", "max_attempts": 5}),
-        ),
-        region,
-        claimant=f"lambda:{getattr(context, 'aws_request_id', 'local')}",
-    )
+    claimant = f"lambda:{getattr(context, 'aws_request_id', 'local')}"
     arrivals = list(arrivals_in(event))
-    released = sum(releaser.arrived(arrival) for arrival in arrivals)
+    released = asyncio.run(
+        _release_all(arrivals, os.environ["RUNNERS_WAIT_TABLE"], region, claimant)
+    )
     return {"arrivals": len(arrivals), "released": released}
+
+
+async def _release_all(arrivals: list[Arrival], wait_table: str, region: str, claimant: str) -> int:
+    config = AioConfig(retries={"mode": "standard", "max_attempts": 5})
+    async with get_session().create_client(
+        "stepfunctions", region_name=region, config=config
+    ) as sfn:
+        releaser = Releaser(WaitTable(wait_table, region), TaskReports(sfn), region, claimant)
+        try:
+            return sum([await releaser.arrived(arrival) for arrival in arrivals])
+        finally:
+            releaser.waits.close()
+            releaser.close()

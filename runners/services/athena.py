@@ -11,32 +11,34 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runners.engine.runner import (
-    RUNNING,
-    Failed,
-    Fields,
-    Job,
-    JobStatus,
-    Runner,
-    Succeeded,
-    TaskStart,
+from runners.engine.definition import (
+    DeployParameter,
+    Permission,
+    RunnerContext,
+    RunnerDefinition,
 )
-from runners.errors import RunnerInputError, TaskFailure
+from runners.engine.inputs import Fields
+from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
+from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.errors import RunnerError, RunnerInputError
 from runners.logs import get_logger
-from runners.retry import error_code, is_retryable
 
-# Every Athena query state, classified once.
-RUNNING_STATES = frozenset({"QUEUED", "RUNNING"})
-SUCCEEDED_STATES = frozenset({"SUCCEEDED"})
-FAILED_STATES = frozenset({"FAILED", "CANCELLED"})
-
+STATES = StateTable(
+    "athena",
+    "QueryExecutionState",
+    running={"QUEUED", "RUNNING"},
+    succeeded={"SUCCEEDED"},
+    failed={"FAILED", "CANCELLED"},
+)
 FAILED_ERROR = "AthenaQueryFailedError"
-START_ERROR = "AthenaQueryStartError"
+REFUSALS = Refusals(
+    input_errors={"InvalidRequestException": "AthenaQueryString"},
+    failure="AthenaQueryStartError",
+)
 ENCRYPTION_OPTIONS = ("SSE_S3", "SSE_KMS", "CSE_KMS")
 BATCH = 50  # BatchGetQueryExecution takes at most 50 ids
 # Athena may queue a query again after a transient failure ("you may see the query state
@@ -61,6 +63,7 @@ class AthenaQuerySpec:
 class AthenaQueryRunner(Runner[AthenaQuerySpec]):
     name = "athena"
     idempotent_start = True  # ClientRequestToken: a repeated start returns the first query
+    refusals = REFUSALS
 
     def __init__(
         self,
@@ -119,14 +122,16 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
         return {"database": spec.database or ""}
 
     async def start(self, spec: AthenaQuerySpec, task: TaskStart) -> str:
-        try:
-            request = await self._start_request(spec, task.key)
-            response = await self.athena.start_query_execution(**request)
-        except ClientError as error:
-            if is_retryable(error):
-                raise
-            raise self._start_refused(spec, error) from error
+        request = await self._start_request(spec, task.key)
+        response = await self.athena.start_query_execution(**request)
         return str(response["QueryExecutionId"])
+
+    def refused(self, spec: AthenaQuerySpec, error: ClientError) -> RunnerError:
+        """A refused named query blames AthenaNamedQuery, not the query it stands for."""
+        refusal = super().refused(spec, error)
+        if isinstance(refusal, RunnerInputError) and spec.named_query_id:
+            return RunnerInputError("AthenaNamedQuery", refusal.problem)
+        return refusal
 
     async def _start_request(self, spec: AthenaQuerySpec, key: str) -> dict[str, Any]:
         query, database = spec.query_string, spec.database
@@ -158,13 +163,6 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
             request["ExecutionParameters"] = spec.execution_parameters
         return request
 
-    def _start_refused(self, spec: AthenaQuerySpec, error: ClientError) -> Exception:
-        code, message = error_code(error), str(error)
-        if code == "InvalidRequestException":
-            field = "AthenaNamedQuery" if spec.named_query_id else "AthenaQueryString"
-            return RunnerInputError(field, message)
-        return TaskFailure(START_ERROR, {"error": code, "message": message})
-
     async def check(self, jobs: Sequence[Job[AthenaQuerySpec]]) -> Mapping[str, JobStatus]:
         ids = [job.run_id for job in jobs]
         batches = [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
@@ -186,18 +184,15 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
     def _status(self, execution: Mapping[str, Any]) -> JobStatus:
         query_id = execution["QueryExecutionId"]
         status = execution.get("Status", {})
-        state = status.get("State")
-        if state in SUCCEEDED_STATES:
-            self._failing_since.pop(query_id, None)
-            return Succeeded(output(execution))
-        if state in FAILED_STATES:
-            if state == "FAILED" and self._may_be_retried(query_id, status):
-                return RUNNING
-            self._failing_since.pop(query_id, None)
-            return Failed(FAILED_ERROR, output(execution))
+        phase = STATES.phase(status.get("State"))
+        retryable = phase is Phase.FAILED and status.get("State") == "FAILED"
+        if retryable and self._may_be_retried(query_id, status):
+            return RUNNING
         self._failing_since.pop(query_id, None)
-        if state not in RUNNING_STATES:
-            self.log.warning("unknown Athena query state; treated as running", state=state)
+        if phase is Phase.SUCCEEDED:
+            return Succeeded(output(execution))
+        if phase is Phase.FAILED:
+            return Failed(FAILED_ERROR, output(execution))
         return RUNNING
 
     def _may_be_retried(self, query_id: str, status: Mapping[str, Any]) -> bool:
@@ -220,8 +215,8 @@ def output(execution: Mapping[str, Any]) -> dict[str, Any]:
         "AthenaQueryExecutionId": execution["QueryExecutionId"],
         "AthenaQueryExecutionState": status.get("State"),
         "AthenaQueryExecutionStateChangeReason": status.get("StateChangeReason", ""),
-        "AthenaQuerySubmissionDateTime": _iso(status.get("SubmissionDateTime")),
-        "AthenaQueryCompletionDateTime": _iso(status.get("CompletionDateTime")),
+        "AthenaQuerySubmissionDateTime": iso(status.get("SubmissionDateTime")),
+        "AthenaQueryCompletionDateTime": iso(status.get("CompletionDateTime")),
         "AthenaQueryEngineExecutionTimeInMillis": statistics.get("EngineExecutionTimeInMillis", 0),
         "AthenaQueryDataScannedInBytes": statistics.get("DataScannedInBytes", 0),
         "AthenaQueryTotalExecutionTimeInMillis": statistics.get("TotalExecutionTimeInMillis", 0),
@@ -232,10 +227,6 @@ def output(execution: Mapping[str, Any]) -> dict[str, Any]:
     if error:
         result["AthenaError"] = error
     return result
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _not_one_value(parameter: str) -> str | None:
@@ -262,3 +253,69 @@ def _not_one_value(parameter: str) -> str | None:
     if quote:
         return f"has an unterminated {quote}-quoted text"
     return None
+
+
+@dataclass(frozen=True)
+class AthenaOptions:
+    athena_output_location: str | None = None  # s3:// results for queries that set none
+    athena_workgroup: str | None = None  # the workgroup for queries that set none
+
+
+async def build(context: RunnerContext[AthenaOptions]) -> AthenaQueryRunner:
+    return AthenaQueryRunner(
+        await context.client("athena"),
+        default_output_location=context.options.athena_output_location,
+        default_workgroup=context.options.athena_workgroup,
+    )
+
+
+_ACCOUNT = "${AWS::Region}:${AWS::AccountId}"
+RUNNER = RunnerDefinition(
+    name="athena",
+    title="Athena",
+    description="runs an Athena query and waits for it",
+    build=build,
+    options=AthenaOptions,
+    permissions=(
+        Permission(
+            (
+                "athena:StartQueryExecution",
+                "athena:GetQueryExecution",
+                "athena:BatchGetQueryExecution",
+                "athena:StopQueryExecution",
+                "athena:GetNamedQuery",
+            ),
+            (f"arn:${{AWS::Partition}}:athena:{_ACCOUNT}:workgroup/${{AthenaWorkGroup}}",),
+        ),
+        # Queries read the Glue Data Catalog with the caller's permissions.
+        Permission(
+            ("glue:GetDatabase", "glue:GetTable", "glue:GetPartition", "glue:GetPartitions"),
+            (
+                f"arn:${{AWS::Partition}}:glue:{_ACCOUNT}:catalog",
+                f"arn:${{AWS::Partition}}:glue:{_ACCOUNT}:database/*",
+                f"arn:${{AWS::Partition}}:glue:{_ACCOUNT}:table/*/*",
+            ),
+        ),
+        Permission(
+            ("s3:GetBucketLocation", "s3:ListBucket"),
+            (
+                "arn:${AWS::Partition}:s3:::${AthenaResultsBucketName}",
+                "arn:${AWS::Partition}:s3:::${AthenaDataBucketName}",
+            ),
+        ),
+        Permission(
+            ("s3:GetObject", "s3:PutObject"),
+            ("arn:${AWS::Partition}:s3:::${AthenaResultsBucketName}/*",),
+        ),
+        Permission(("s3:GetObject",), ("arn:${AWS::Partition}:s3:::${AthenaDataBucketName}/*",)),
+    ),
+    parameters=(
+        DeployParameter(
+            "AthenaWorkGroup", "the workgroup queries run in", "primary", "athena_workgroup"
+        ),
+        DeployParameter("AthenaResultsBucketName", "the bucket query results are written to"),
+        DeployParameter("AthenaDataBucketName", "the bucket the queried tables live in"),
+    ),
+    states=STATES,
+    function="athenarunner",
+)

@@ -15,32 +15,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runners.engine.runner import (
-    RUNNING,
-    Failed,
-    Fields,
-    Job,
-    JobStatus,
-    Runner,
-    Succeeded,
-    TaskStart,
-)
-from runners.errors import RunnerInputError, TaskFailure, TryLater
-from runners.retry import error_code, is_retryable
+from runners.engine.definition import Permission, RunnerContext, RunnerDefinition
+from runners.engine.inputs import Fields
+from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
+from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.retry import error_code
 
-# Crawler states and last-crawl statuses, classified once.
+# A crawler is busy (RUNNING, STOPPING) or READY; once READY, its last crawl's status
+# says how the crawl ended.
 BUSY_STATES = frozenset({"RUNNING", "STOPPING"})
-SUCCEEDED_STATUSES = frozenset({"SUCCEEDED"})
-FAILED_STATUSES = frozenset({"FAILED", "CANCELLED"})
-
+STATES = StateTable(
+    "glue", "LastCrawlStatus", running=(), succeeded={"SUCCEEDED"}, failed={"FAILED", "CANCELLED"}
+)
 FAILED_ERROR = "GlueCrawlerFailedError"
 BUSY_ERROR = "GlueCrawlerBusyError"
-START_ERROR = "GlueCrawlerStartError"
+REFUSALS = Refusals(
+    try_later={"CrawlerRunningException": BUSY_ERROR},
+    input_errors={"EntityNotFoundException": "CrawlerName"},
+    failure="GlueCrawlerStartError",
+)
 _NOT_RUNNING = frozenset({"CrawlerNotRunningException", "CrawlerStoppingException"})
 _BATCH = 100  # BatchGetCrawlers / GetCrawlerMetrics take at most 100 names
 # Crawl start times come from the service's clock, run ids from ours.
@@ -54,6 +51,7 @@ class CrawlerSpec:
 
 class GlueCrawlerRunner(Runner[CrawlerSpec]):
     name = "crawler"
+    refusals = REFUSALS
 
     def __init__(self, glue: Any, clock: Callable[[], float] = time.time) -> None:
         self.glue, self.clock = glue, clock
@@ -62,30 +60,12 @@ class GlueCrawlerRunner(Runner[CrawlerSpec]):
         return CrawlerSpec(Fields(document).required_text("CrawlerName", max_length=255))
 
     def describe(self, spec: CrawlerSpec) -> dict[str, str]:
-        return {"crawler": spec.crawler_name}
+        return {"glue_crawler_name": spec.crawler_name}
 
     async def start(self, spec: CrawlerSpec, task: TaskStart) -> str:
         started_at = self.clock()
-        try:
-            await self.glue.start_crawler(Name=spec.crawler_name)
-        except ClientError as error:
-            if is_retryable(error):
-                raise
-            raise self._start_refused(spec, error) from error
+        await self.glue.start_crawler(Name=spec.crawler_name)
         return f"{started_at:.6f}"
-
-    def _start_refused(self, spec: CrawlerSpec, error: ClientError) -> Exception:
-        code = error_code(error)
-        if code == "CrawlerRunningException":
-            return TryLater(
-                BUSY_ERROR, f"crawler {spec.crawler_name} is busy with an earlier crawl"
-            )
-        if code == "EntityNotFoundException":
-            return RunnerInputError("CrawlerName", f"no Glue crawler named {spec.crawler_name!r}")
-        return TaskFailure(
-            START_ERROR,
-            {"glue_crawler_name": spec.crawler_name, "error": code, "message": str(error)},
-        )
 
     async def find(self, spec: CrawlerSpec, task: TaskStart) -> str | None:
         """A crawl that began after the task arrived (an earlier attempt's, after a crash)."""
@@ -144,9 +124,10 @@ class GlueCrawlerRunner(Runner[CrawlerSpec]):
         if crawler["State"] in BUSY_STATES or began_at is None or began_at.timestamp() < started:
             return RUNNING
         status = last.get("Status")
-        if status in SUCCEEDED_STATUSES:
+        phase = STATES.phase(status)
+        if phase is Phase.SUCCEEDED:
             return Succeeded(output(crawler, metrics))
-        if status in FAILED_STATUSES:
+        if phase is Phase.FAILED:
             return Failed(
                 FAILED_ERROR,
                 {
@@ -172,7 +153,7 @@ def output(crawler: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, 
     return {
         "GlueCrawlerName": crawler["Name"],
         "GlueCrawlStatus": last.get("Status"),
-        "GlueCrawlStartedOn": _iso(last.get("StartTime")),
+        "GlueCrawlStartedOn": iso(last.get("StartTime")),
         "GlueCrawlDurationSeconds": metrics.get("LastRuntimeSeconds"),
         "GlueCrawlerTablesCreated": metrics.get("TablesCreated", 0),
         "GlueCrawlerTablesUpdated": metrics.get("TablesUpdated", 0),
@@ -182,5 +163,23 @@ def output(crawler: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, 
     }
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+async def build(context: RunnerContext[Any]) -> GlueCrawlerRunner:
+    return GlueCrawlerRunner(await context.client("glue"))
+
+
+RUNNER = RunnerDefinition(
+    name="crawler",
+    title="Crawler",
+    description="runs a Glue crawler and waits for its crawl",
+    build=build,
+    sdk_retries="none",  # StartCrawler has no idempotency token
+    permissions=(
+        Permission(
+            ("glue:StartCrawler", "glue:GetCrawler", "glue:BatchGetCrawlers", "glue:StopCrawler"),
+            ("arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:crawler/*",),
+        ),
+        Permission(("glue:GetCrawlerMetrics",), ("*",)),  # accepts no resource ARN
+    ),
+    states=STATES,
+    function="crawlerrunner",
+)

@@ -14,38 +14,41 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from runners.engine.runner import (
-    RUNNING,
-    Failed,
-    Fields,
-    Job,
-    JobStatus,
-    Runner,
-    Succeeded,
-    TaskStart,
+from runners.engine.definition import (
+    DeployParameter,
+    Permission,
+    RunnerContext,
+    RunnerDefinition,
 )
-from runners.errors import RunnerInputError, TaskFailure, TryLater
-from runners.logs import get_logger
-from runners.retry import error_code, is_retryable
+from runners.engine.inputs import Fields
+from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
+from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.errors import RunnerInputError
 
-# Every Glue job run state, classified once.
-RUNNING_STATES = frozenset({"STARTING", "RUNNING", "STOPPING", "WAITING"})
-SUCCEEDED_STATES = frozenset({"SUCCEEDED"})
-FAILED_STATES = frozenset({"FAILED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED"})
-
+STATES = StateTable(
+    "glue",
+    "JobRunState",
+    running={"STARTING", "RUNNING", "STOPPING", "WAITING"},
+    succeeded={"SUCCEEDED"},
+    failed={"FAILED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED"},
+)
 TASK_KEY_ARGUMENT = "--runners-task-key"
 FAILED_ERROR = "GlueJobFailedError"
 CONCURRENCY_ERROR = "GlueConcurrentRunsExceededError"
-START_ERROR = "GlueJobStartError"
-_LIMIT_CODES = frozenset(
-    {"ConcurrentRunsExceededException", "ResourceNumberLimitExceededException"}
+REFUSALS = Refusals(
+    try_later={
+        "ConcurrentRunsExceededException": CONCURRENCY_ERROR,
+        "ResourceNumberLimitExceededException": CONCURRENCY_ERROR,
+    },
+    input_errors={
+        "EntityNotFoundException": "GlueJobName",
+        "InvalidInputException": "$",
+        "ValidationException": "$",
+    },
+    failure="GlueJobStartError",
 )
-_INPUT_CODES = frozenset({"InvalidInputException", "ValidationException"})
 _PAGE = 200
 
 
@@ -80,6 +83,7 @@ class GlueJobSpec:
 
 class GlueJobRunner(Runner[GlueJobSpec]):
     name = "glue"
+    refusals = REFUSALS
 
     def __init__(
         self, glue: Any, default_capacity: float | None = None, lookup_pages: int = 5
@@ -87,7 +91,6 @@ class GlueJobRunner(Runner[GlueJobSpec]):
         self.glue = glue
         self.default_capacity = default_capacity
         self.lookup_pages = lookup_pages
-        self.log = get_logger(runner=self.name)
 
     def parse(self, document: Mapping[str, Any]) -> GlueJobSpec:
         fields = Fields(document)
@@ -115,28 +118,11 @@ class GlueJobRunner(Runner[GlueJobSpec]):
         )
 
     def describe(self, spec: GlueJobSpec) -> dict[str, str]:
-        return {"job": spec.job_name}
+        return {"glue_job_name": spec.job_name}
 
     async def start(self, spec: GlueJobSpec, task: TaskStart) -> str:
-        try:
-            response = await self.glue.start_job_run(**spec.start_request(task.key))
-        except ClientError as error:
-            if is_retryable(error):
-                raise
-            raise self._start_refused(spec, error) from error
+        response = await self.glue.start_job_run(**spec.start_request(task.key))
         return str(response["JobRunId"])
-
-    def _start_refused(self, spec: GlueJobSpec, error: ClientError) -> Exception:
-        code, message = error_code(error), str(error)
-        if code in _LIMIT_CODES:
-            return TryLater(CONCURRENCY_ERROR, f"{spec.job_name}: {message}")
-        if code == "EntityNotFoundException":
-            return RunnerInputError("GlueJobName", f"no Glue job named {spec.job_name!r}")
-        if code in _INPUT_CODES:
-            return RunnerInputError("$", message)
-        return TaskFailure(
-            START_ERROR, {"glue_job_name": spec.job_name, "error": code, "message": message}
-        )
 
     async def find(self, spec: GlueJobSpec, task: TaskStart) -> str | None:
         """The run an earlier attempt started for this task, if any (newest first)."""
@@ -196,21 +182,19 @@ class GlueJobRunner(Runner[GlueJobSpec]):
         return {run_id: self._status(run) for run_id, run in found.items()}
 
     def _status(self, run: Mapping[str, Any]) -> JobStatus:
-        state = run["JobRunState"]
-        if state in SUCCEEDED_STATES:
+        phase = STATES.phase(run["JobRunState"])
+        if phase is Phase.SUCCEEDED:
             return Succeeded(output(run))
-        if state in FAILED_STATES:
+        if phase is Phase.FAILED:
             return Failed(
                 FAILED_ERROR,
                 {
                     "glue_job_name": run["JobName"],
                     "glue_job_run_id": run["Id"],
-                    "glue_job_run_state": state,
+                    "glue_job_run_state": run["JobRunState"],
                     "glue_job_run_error_msg": run.get("ErrorMessage", ""),
                 },
             )
-        if state not in RUNNING_STATES:
-            self.log.warning("unknown Glue job run state; treated as running", state=state)
         return RUNNING
 
     async def stop(self, job: Job[GlueJobSpec]) -> None:
@@ -223,9 +207,9 @@ def output(run: Mapping[str, Any]) -> dict[str, Any]:
         "GlueJobName": run["JobName"],
         "GlueJobRunId": run["Id"],
         "GlueJobRunState": run["JobRunState"],
-        "GlueJobStartedOn": _iso(run.get("StartedOn")),
-        "GlueJobCompletedOn": _iso(run.get("CompletedOn")),
-        "GlueJobLastModifiedOn": _iso(run.get("LastModifiedOn")),
+        "GlueJobStartedOn": iso(run.get("StartedOn")),
+        "GlueJobCompletedOn": iso(run.get("CompletedOn")),
+        "GlueJobLastModifiedOn": iso(run.get("LastModifiedOn")),
         "GlueJobExecutionTimeSeconds": run.get("ExecutionTime"),
     }
     if "DPUSeconds" in run:
@@ -233,5 +217,36 @@ def output(run: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+@dataclass(frozen=True)
+class GlueOptions:
+    glue_job_capacity: float | None = None  # MaxCapacity for runs that set no capacity
+
+
+async def build(context: RunnerContext[GlueOptions]) -> GlueJobRunner:
+    return GlueJobRunner(await context.client("glue"), context.options.glue_job_capacity)
+
+
+RUNNER = RunnerDefinition(
+    name="glue",
+    title="Glue",
+    description="runs a Glue job and waits for it",
+    build=build,
+    options=GlueOptions,
+    sdk_retries="none",  # StartJobRun has no idempotency token
+    permissions=(
+        Permission(
+            ("glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"),
+            ("arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*",),
+        ),
+    ),
+    parameters=(
+        DeployParameter(
+            "GlueJobCapacity",
+            "default MaxCapacity for Glue runs that set none; empty for none",
+            default="",
+            option="glue_job_capacity",
+        ),
+    ),
+    states=STATES,
+    function="gluerunner",
+)

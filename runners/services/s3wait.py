@@ -14,32 +14,28 @@ original sample's convention, activity ``<bucket>-<file name>``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runners.engine.runner import (
-    RUNNING,
-    Fields,
-    Job,
-    JobStatus,
-    Runner,
-    Succeeded,
-    TaskStart,
+from runners.engine.definition import (
+    DeployParameter,
+    Permission,
+    RunnerContext,
+    RunnerDefinition,
 )
-from runners.errors import RunnerInputError
+from runners.engine.inputs import Fields
+from runners.engine.runner import RUNNING, Job, JobStatus, Runner, Succeeded, TaskStart
+from runners.errors import ConfigError, RunnerInputError
 from runners.logs import get_logger
 from runners.retry import error_code
 from runners.waits.model import Arrival, Matcher
 from runners.waits.table import RELEASED, RELEASING, WAITING, Waiter, WaitTable
 
-T = TypeVar("T")
 RUNNER_CLAIMANT = "runner"
 DEFAULT_MAX_AGE_SECONDS = 86_400.0
 # A Lambda that claimed a release and went quiet this long is presumed dead.
@@ -132,14 +128,18 @@ class S3WaitRunner(Runner[WaitSpec]):
             spec.matcher,
             not_before,
         )
-        stored = await self._run(self.waits.add_waiter, waiter)
+        stored = await self.waits.add_waiter(waiter)
         if stored.status == WAITING:
             await self._release_if_arrived(stored)
         return task.key
 
+    async def find(self, spec: WaitSpec, task: TaskStart) -> str | None:
+        """A wait's id is its task key: there is nothing to search for."""
+        return task.key
+
     async def check(self, jobs: Sequence[Job[WaitSpec]]) -> Mapping[str, JobStatus]:
         keys = [(job.spec.matcher.bucket, job.run_id) for job in jobs]
-        waiters = await self._run(self.waits.get_waiters, keys)
+        waiters = await self.waits.get_waiters(keys)
         statuses: dict[str, JobStatus] = {}
         for job in jobs:
             waiter = waiters.get(job.run_id)
@@ -167,7 +167,7 @@ class S3WaitRunner(Runner[WaitSpec]):
         arrival = await self._arrived(waiter)
         if arrival is None:
             return None
-        return await self._run(self.waits.claim, waiter, RUNNER_CLAIMANT, arrival)
+        return await self.waits.claim(waiter, RUNNER_CLAIMANT, arrival)
 
     async def _arrived(self, waiter: Waiter) -> Arrival | None:
         """The newest matching arrival on record, else the object itself if the wait
@@ -175,7 +175,7 @@ class S3WaitRunner(Runner[WaitSpec]):
         matcher = waiter.matcher
         candidates = [
             arrival
-            for arrival in await self._run(self.waits.arrivals, matcher.bucket, matcher.key_prefix)
+            for arrival in await self.waits.arrivals(matcher.bucket, matcher.key_prefix)
             if matcher.matches(arrival.bucket, arrival.key)
             and arrival.event_time >= waiter.not_before
         ]
@@ -211,16 +211,11 @@ class S3WaitRunner(Runner[WaitSpec]):
         )
 
     async def stop(self, job: Job[WaitSpec]) -> None:
-        waiter = (
-            await self._run(self.waits.get_waiters, [(job.spec.matcher.bucket, job.run_id)])
-        ).get(job.run_id)
+        waiter = (await self.waits.get_waiters([(job.spec.matcher.bucket, job.run_id)])).get(
+            job.run_id
+        )
         if waiter is not None:
-            await self._run(self.waits.remove_waiter, waiter)
-
-    @staticmethod
-    async def _run(call: Callable[..., T], *args: Any) -> T:
-        """The wait table is synchronous (PynamoDB): keep it off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(None, partial(call, *args))
+            await self.waits.remove_waiter(waiter)
 
 
 def _timestamp(text: str | None) -> float | None:
@@ -230,3 +225,69 @@ def _timestamp(text: str | None) -> float | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise RunnerInputError("ArrivedAfter", "must be an ISO-8601 time") from None
+
+
+@dataclass(frozen=True)
+class S3WaitOptions:
+    wait_table: str = ""  # where waits and arrivals meet (required)
+    wait_bucket: str | None = None  # the bucket, for waits whose input names none
+    wait_prefix: str | None = None
+    wait_suffix: str | None = None
+    wait_glob: str | None = None
+    wait_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS
+
+    def __post_init__(self) -> None:
+        if not self.wait_table:
+            raise ConfigError("wait_table: the s3wait runner needs the wait table's name")
+        if self.wait_max_age_seconds <= 0:
+            raise ConfigError("wait_max_age_seconds: must be positive")
+
+
+async def build(context: RunnerContext[S3WaitOptions]) -> S3WaitRunner:
+    options, config = context.options, context.config
+    waits = WaitTable(options.wait_table, config.region)
+    context.at_close(waits.close)
+    if context.create_tables:
+        waits.create_table()
+    return S3WaitRunner(
+        await context.client("s3"),
+        waits,
+        config.activity_arn,
+        config.table,
+        WaitRule(options.wait_bucket, options.wait_prefix, options.wait_suffix, options.wait_glob),
+        options.wait_max_age_seconds,
+    )
+
+
+RUNNER = RunnerDefinition(
+    name="s3wait",
+    title="Wait",
+    description="waits for an object to land in S3 (with the object-created Lambda)",
+    build=build,
+    options=S3WaitOptions,
+    permissions=(
+        Permission(
+            (
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:Query",
+            ),
+            (
+                "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${WaitTableName}",
+            ),
+        ),
+        # HeadObject needs GetObject; ListBucket makes a missing object a 404, not a 403.
+        Permission(("s3:GetObject",), ("arn:${AWS::Partition}:s3:::${WaitBucketName}/*",)),
+        Permission(("s3:ListBucket",), ("arn:${AWS::Partition}:s3:::${WaitBucketName}",)),
+    ),
+    parameters=(
+        DeployParameter(
+            "WaitTableName", "the wait table (step-functions-resources stack)", option="wait_table"
+        ),
+        DeployParameter("WaitBucketName", "the bucket data lands in", option="wait_bucket"),
+    ),
+    function="waitrunner",
+)

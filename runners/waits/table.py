@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.attributes import (
@@ -21,15 +20,12 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.models import Model
 
-from runners.engine.store import ensure_table
-from runners.retry import error_code
+from runners.engine.dynamo import Bridge, bind, condition_held, ensure_table, epoch_datetime
 from runners.waits.model import Arrival, Matcher
 
 WAITING, RELEASING, RELEASED = "WAITING", "RELEASING", "RELEASED"
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 _WAIT, _ARRIVAL = "wait#", "arrival#"
 
 
@@ -75,23 +71,34 @@ class WaitItemModel(Model):
 
 
 class WaitTable:
-    """Synchronous (PynamoDB); async callers run it on a thread."""
+    """The wait table for async callers: PynamoDB runs on a thread bridge, as the job
+    store's does."""
 
-    def __init__(self, table: str, region: str, retention_seconds: float = 7 * 86_400) -> None:
-        meta = type("Meta", (WaitItemModel.Meta,), {"table_name": table, "region": region})
-        self.model: type[WaitItemModel] = type(
-            f"WaitItemModel_{table}", (WaitItemModel,), {"Meta": meta, "__module__": __name__}
-        )
+    def __init__(
+        self,
+        table: str,
+        region: str,
+        retention_seconds: float = 7 * 86_400,
+        bridge: Bridge | None = None,
+    ) -> None:
+        self.model = bind(WaitItemModel, table, region)
         self.retention = retention_seconds
+        self._bridge = bridge or Bridge(threads=8, name="waits")
+
+    def close(self) -> None:
+        self._bridge.close()
 
     def create_table(self) -> None:
         ensure_table(self.model)
 
     # Arrivals ----------------------------------------------------------------------
 
-    def record_arrival(self, arrival: Arrival) -> Arrival:
+    async def record_arrival(self, arrival: Arrival) -> Arrival:
         """Keep the newest arrival of a key; duplicates and older events change nothing.
         Returns the arrival now on record."""
+        return await self._bridge.run(lambda: self._record_arrival(arrival))
+
+    def _record_arrival(self, arrival: Arrival) -> Arrival:
         item = self.model(
             arrival.bucket,
             _ARRIVAL + arrival.key,
@@ -102,73 +109,72 @@ class WaitTable:
             version_id=arrival.version_id,
             sequencer=arrival.sequencer,
             order=_order(arrival),
-            expires_at=_datetime(arrival.event_time + self.retention),
+            expires_at=epoch_datetime(arrival.event_time + self.retention),
         )
-        try:
-            item.save(
-                condition=self.model.item.does_not_exist() | (self.model.order < _order(arrival))
-            )
-        except PutError as error:
-            if error_code(error) != _CONDITION_FAILED:
-                raise
-            return _arrival(
-                self.model.get(arrival.bucket, _ARRIVAL + arrival.key, consistent_read=True)
-            )
-        return arrival
+        newer = self.model.item.does_not_exist() | (self.model.order < _order(arrival))
+        if condition_held(lambda: item.save(condition=newer)):
+            return arrival
+        return _arrival(
+            self.model.get(arrival.bucket, _ARRIVAL + arrival.key, consistent_read=True)
+        )
 
-    def arrivals(self, bucket: str, key_prefix: str = "") -> list[Arrival]:
-        return [
-            _arrival(item)
-            for item in self.model.query(
-                bucket, self.model.item.startswith(_ARRIVAL + key_prefix), consistent_read=True
-            )
-        ]
+    async def arrivals(self, bucket: str, key_prefix: str = "") -> list[Arrival]:
+        def query() -> list[Arrival]:
+            prefix = self.model.item.startswith(_ARRIVAL + key_prefix)
+            return [
+                _arrival(item) for item in self.model.query(bucket, prefix, consistent_read=True)
+            ]
+
+        return await self._bridge.run(query)
 
     # Waiters -----------------------------------------------------------------------
 
-    def add_waiter(self, waiter: Waiter) -> Waiter:
+    async def add_waiter(self, waiter: Waiter) -> Waiter:
         """Store a waiter once; a repeated add returns the one on record."""
-        try:
-            self._to_model(waiter).save(condition=self.model.item.does_not_exist())
-        except PutError as error:
-            if error_code(error) != _CONDITION_FAILED:
-                raise
-            stored = self.get_waiters([(waiter.bucket, waiter.wait_id)])
-            return stored[waiter.wait_id]
-        return waiter
+        item = self._to_model(waiter)
+        new = self.model.item.does_not_exist()
+        if await self._bridge.run(lambda: condition_held(lambda: item.save(condition=new))):
+            return waiter
+        return (await self.get_waiters([(waiter.bucket, waiter.wait_id)]))[waiter.wait_id]
 
-    def waiting(self, bucket: str) -> list[Waiter]:
-        return [
-            self._waiter(item)
-            for item in self.model.query(
-                bucket,
-                self.model.item.startswith(_WAIT),
-                filter_condition=self.model.status == WAITING,
-                consistent_read=True,
+    async def waiting(self, bucket: str) -> list[Waiter]:
+        def query() -> list[Waiter]:
+            return [
+                self._waiter(item)
+                for item in self.model.query(
+                    bucket,
+                    self.model.item.startswith(_WAIT),
+                    filter_condition=self.model.status == WAITING,
+                    consistent_read=True,
+                )
+            ]
+
+        return await self._bridge.run(query)
+
+    async def get_waiters(self, keys: list[tuple[str, str]]) -> dict[str, Waiter]:
+        def get() -> dict[str, Waiter]:
+            items = self.model.batch_get(
+                [(bucket, _WAIT + wait_id) for bucket, wait_id in keys], consistent_read=True
             )
-        ]
+            return {waiter.wait_id: waiter for waiter in map(self._waiter, items)}
 
-    def get_waiters(self, keys: list[tuple[str, str]]) -> dict[str, Waiter]:
-        items = self.model.batch_get(
-            [(bucket, _WAIT + wait_id) for bucket, wait_id in keys], consistent_read=True
-        )
-        return {waiter.wait_id: waiter for waiter in map(self._waiter, items)}
+        return await self._bridge.run(get)
 
-    def claim(self, waiter: Waiter, claimant: str, arrival: Arrival) -> Waiter | None:
+    async def claim(self, waiter: Waiter, claimant: str, arrival: Arrival) -> Waiter | None:
         """WAITING -> RELEASING for ``claimant``; None if someone else got there first."""
-        return self._transition(
+        return await self._transition(
             waiter,
             self.model.status == WAITING,
             status=RELEASING,
             claimant=claimant,
             claimed_at=time.time(),
-            arrival=_arrival_dict(arrival),
-            expires_at=_datetime(time.time() + self.retention),
+            arrival=asdict(arrival),
+            expires_at=epoch_datetime(time.time() + self.retention),
         )
 
-    def unclaim(self, waiter: Waiter, claimant: str) -> None:
+    async def unclaim(self, waiter: Waiter, claimant: str) -> None:
         """Give a claim back (the release could not be sent; let a retry try again)."""
-        self._transition(
+        await self._transition(
             waiter,
             self.model.claimant == claimant,
             status=WAITING,
@@ -178,20 +184,16 @@ class WaitTable:
             expires_at=None,
         )
 
-    def mark_released(self, waiter: Waiter, claimant: str) -> None:
-        self._transition(waiter, self.model.claimant == claimant, status=RELEASED)
+    async def mark_released(self, waiter: Waiter, claimant: str) -> None:
+        await self._transition(waiter, self.model.claimant == claimant, status=RELEASED)
 
-    def remove_waiter(self, waiter: Waiter) -> None:
+    async def remove_waiter(self, waiter: Waiter) -> None:
         """Drop a wait nobody needs any more, unless a release is under way."""
-        try:
-            self.model(waiter.bucket, _WAIT + waiter.wait_id).delete(
-                condition=self.model.status == WAITING
-            )
-        except DeleteError as error:
-            if error_code(error) != _CONDITION_FAILED:
-                raise
+        item = self.model(waiter.bucket, _WAIT + waiter.wait_id)
+        waiting = self.model.status == WAITING
+        await self._bridge.run(lambda: condition_held(lambda: item.delete(condition=waiting)))
 
-    def _transition(self, waiter: Waiter, condition: Any, **changes: Any) -> Waiter | None:
+    async def _transition(self, waiter: Waiter, condition: Any, **changes: Any) -> Waiter | None:
         item = self.model(waiter.bucket, _WAIT + waiter.wait_id)
         actions = [
             getattr(self.model, name).set(value)
@@ -199,13 +201,10 @@ class WaitTable:
             else getattr(self.model, name).remove()
             for name, value in changes.items()
         ]
-        try:
-            item.update(actions=actions, condition=condition)
-        except UpdateError as error:
-            if error_code(error) == _CONDITION_FAILED:
-                return None
-            raise
-        return self._waiter(item)
+        changed = await self._bridge.run(
+            lambda: condition_held(lambda: item.update(actions=actions, condition=condition))
+        )
+        return self._waiter(item) if changed else None
 
     def _to_model(self, waiter: Waiter) -> WaitItemModel:
         return self.model(
@@ -246,16 +245,8 @@ def _arrival(item: WaitItemModel) -> Arrival:
     )
 
 
-def _arrival_dict(arrival: Arrival) -> dict[str, Any]:
-    return asdict(arrival)
-
-
 def _order(arrival: Arrival) -> str:
     """A string that sorts arrivals of one key by S3's sequencer (or the event time)."""
     if arrival.sequencer:
         return "s" + arrival.sequencer.rjust(64, "0")
     return f"t{arrival.event_time:020.6f}"
-
-
-def _datetime(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=UTC)

@@ -240,10 +240,9 @@ def test_an_unknown_glue_job_fails_with_runner_input_error(
         done = finished(sfn, execution)
 
     assert done["error"] == "RunnerInputError"
-    assert json.loads(done["cause"]) == {
-        "field": "GlueJobName",
-        "problem": "no Glue job named 'Nope'",
-    }
+    cause = json.loads(done["cause"])
+    assert cause["field"] == "GlueJobName"
+    assert "Nope" in cause["problem"]  # Glue's own message names the job
 
 
 def test_a_stopped_execution_gets_its_glue_run_stopped(

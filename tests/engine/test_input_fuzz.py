@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runners.engine.runner import Runner, parse_document
+from runners.engine.inputs import parse_document
+from runners.engine.runner import Runner
 from runners.errors import RunnerInputError
 from runners.services.athena import AthenaQueryRunner
 from runners.services.crawler import GlueCrawlerRunner

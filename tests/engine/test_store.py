@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from runners.engine.records import Outcome, Status, TaskRecord, task_id_for
-from runners.engine.store import DynamoStore, JobStore, MemoryStore
+from runners.engine.store import DynamoStore, JobStore
 from runners.local import Emulator
 from runners.local.faults import Fault
+from runners.testing import MemoryStore
 
 GROUP = "arn:aws:states:us-east-1:123456789012:activity:Work"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from runners.engine.runner import RUNNING, Failed, Job, Succeeded, TaskStart
 from runners.errors import RunnerInputError
 from runners.local import Emulator, RunBehaviour
 from runners.services.athena import AthenaQueryRunner
+from runners.testing import Report, RunnerHarness
 from tests.aio import AioLoop
 from tests.helpers import wait_until
 
@@ -115,11 +117,14 @@ def test_a_named_query_is_resolved_at_start(
 def test_an_unknown_named_query_is_an_input_error(
     aio_loop: AioLoop, runner: AthenaQueryRunner
 ) -> None:
-    with pytest.raises(RunnerInputError) as raised:
-        aio_loop.run(
-            runner.start(runner.parse({"AthenaNamedQuery": "missing"}), TaskStart("m" * 64, 0.0))
-        )
-    assert raised.value.field == "AthenaNamedQuery"
+    async def scenario() -> Report:
+        async with RunnerHarness(runner) as harness:
+            return await harness.settle(await harness.submit({"AthenaNamedQuery": "missing"}))
+
+    report = aio_loop.run(scenario())
+
+    assert (report.kind, report.error) == ("failure", "RunnerInputError")
+    assert json.loads(report.cause or "")["field"] == "AthenaNamedQuery"
 
 
 def test_queries_are_checked_fifty_per_call(

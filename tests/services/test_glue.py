@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from runners.engine.runner import RUNNING, Failed, Job, Succeeded, TaskStart
 from runners.errors import RunnerInputError, TaskFailure, TryLater
@@ -90,20 +91,21 @@ def test_start_refusals_are_classified(
 ) -> None:
     glue_job(aws, "One", RunBehaviour(duration=30))
     spec = runner.parse({"GlueJobName": "One"})
+    missing_spec = runner.parse({"GlueJobName": "Missing"})
     run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0)))
 
-    with pytest.raises(TryLater) as later:
+    with pytest.raises(ClientError) as busy:
         run(aio_loop, runner.start(spec, TaskStart("b" * 64, 0.0)))
-    with pytest.raises(RunnerInputError) as missing:
-        run(
-            aio_loop,
-            runner.start(runner.parse({"GlueJobName": "Missing"}), TaskStart(KEY, 0.0)),
-        )
+    with pytest.raises(ClientError) as unknown:
+        run(aio_loop, runner.start(missing_spec, TaskStart(KEY, 0.0)))
+    later = runner.refused(spec, busy.value)
+    missing = runner.refused(missing_spec, unknown.value)
 
-    assert later.value.error == "GlueConcurrentRunsExceededError"
-    assert missing.value.field == "GlueJobName"
-    assert not isinstance(missing.value, TryLater)
-    assert isinstance(missing.value, TaskFailure)
+    assert isinstance(later, TryLater)
+    assert later.error == "GlueConcurrentRunsExceededError"
+    assert isinstance(missing, RunnerInputError)
+    assert missing.field == "GlueJobName"
+    assert isinstance(missing, TaskFailure)
 
 
 def started(

@@ -3,6 +3,7 @@ object-created handler while the real worker serves the wait activities."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -202,7 +203,7 @@ def test_duplicate_and_out_of_order_events_are_harmless(
     # Redeliver the newer event twice and the older one last.
     for body in (newer, newer, older):
         ons3objectcreated.handler(notifications.event_for(body), None)
-    [recorded] = waits_env.arrivals(BUCKET)
+    [recorded] = asyncio.run(waits_env.arrivals(BUCKET))
     newer_etag = s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
 
     execution = start(sfn, wait_machine(sfn, "dupes", sales_activity))
@@ -224,7 +225,7 @@ def test_keys_with_spaces_and_non_ascii_characters(
     )
 
     with running_worker(wait_config(activity)), Notifications(aws, BUCKET, delivery):
-        wait_until(lambda: waits_env.waiting(BUCKET))
+        wait_until(lambda: asyncio.run(waits_env.waiting(BUCKET)))
         aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"x")
         done = finished(sfn, execution)
 
@@ -253,7 +254,7 @@ def test_several_executions_waiting_for_one_object_are_all_released(
     executions = [start(sfn, machine) for _ in range(4)]
 
     with running_worker(wait_config(sales_activity)), Notifications(aws, BUCKET, "sqs"):
-        wait_until(lambda: len(waits_env.waiting(BUCKET)) == 4)
+        wait_until(lambda: len(asyncio.run(waits_env.waiting(BUCKET))) == 4)
         aws.client("s3").put_object(
             Bucket=BUCKET, Key="SalesPipeline_QuickSightSample.csv", Body=b"x"
         )
@@ -277,7 +278,7 @@ def test_a_prefix_rule_and_an_old_file(aws: Emulator, waits_env: WaitTable, sfn:
         running_worker(wait_config(activity, wait_prefix="daily/", wait_suffix=".csv")),
         notifications,
     ):
-        wait_until(lambda: waits_env.waiting(BUCKET))
+        wait_until(lambda: asyncio.run(waits_env.waiting(BUCKET)))
         time.sleep(0.5)
         assert sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
         aws.client("s3").put_object(Bucket=BUCKET, Key="daily/extract-new.csv", Body=b"x")

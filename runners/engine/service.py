@@ -1,0 +1,106 @@
+"""The parts every service runner shares, declared as data: which states end a job,
+what a refused start means, and how times are written in task output.
+
+One table per service and nothing else classifies its states (Airflow's Glue states are
+classified in three places that disagree; here a test holds each table to the service's
+own list of states).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from botocore.exceptions import ClientError
+
+from runners.errors import RunnerError, RunnerInputError, TaskFailure, TryLater
+from runners.logs import get_logger
+from runners.retry import error_code
+
+
+class Phase(Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StateTable:
+    """Every state of a service's job, classified once.
+
+    ``service`` and ``shape`` name the state's enumeration in the service's API model
+    (botocore), so a test can tell when AWS adds a state the table does not know.
+    """
+
+    service: str
+    shape: str
+    running: frozenset[str]
+    succeeded: frozenset[str]
+    failed: frozenset[str]
+
+    def __init__(
+        self,
+        service: str,
+        shape: str,
+        *,
+        running: Iterable[str],
+        succeeded: Iterable[str],
+        failed: Iterable[str],
+    ) -> None:
+        sets = [frozenset(running), frozenset(succeeded), frozenset(failed)]
+        overlap = (sets[0] & sets[1]) | (sets[0] & sets[2]) | (sets[1] & sets[2])
+        if overlap:
+            raise ValueError(f"{shape}: {', '.join(sorted(overlap))} classified twice")
+        object.__setattr__(self, "service", service)
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "running", sets[0])
+        object.__setattr__(self, "succeeded", sets[1])
+        object.__setattr__(self, "failed", sets[2])
+
+    @property
+    def states(self) -> frozenset[str]:
+        return self.running | self.succeeded | self.failed
+
+    def phase(self, state: str | None) -> Phase:
+        """An unknown state (AWS added one) keeps the job running, with a warning: a
+        job is never reported on a guess."""
+        if state in self.succeeded:
+            return Phase.SUCCEEDED
+        if state in self.failed:
+            return Phase.FAILED
+        if state not in self.running:
+            get_logger(service=self.service).warning(
+                "unknown state; treated as running", shape=self.shape, state=state
+            )
+        return Phase.RUNNING
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """What a start the service refused (a non-retryable error) means for the task.
+
+    ``try_later``: error code -> the error the task fails with once the start has been
+    refused past ``start_timeout_seconds`` (a concurrency limit that will pass).
+    ``input_errors``: error code -> the input field to blame (``$``: the whole input).
+    Any other refusal fails the task with ``failure``, its cause naming the job.
+    """
+
+    try_later: Mapping[str, str] = field(default_factory=dict)
+    input_errors: Mapping[str, str] = field(default_factory=dict)
+    failure: str = "RunnerStartError"
+
+    def refusal(self, error: ClientError, job: Mapping[str, str]) -> RunnerError:
+        code = error_code(error)
+        message = str(error.response.get("Error", {}).get("Message") or error)
+        if code in self.try_later:
+            return TryLater(self.try_later[code], message)
+        if code in self.input_errors:
+            return RunnerInputError(self.input_errors[code], message)
+        return TaskFailure(self.failure, {**job, "error": code, "message": message})
+
+
+def iso(value: datetime | None) -> str | None:
+    """Times in task output: ISO-8601, as Step Functions' own integrations write them."""
+    return value.isoformat() if value is not None else None
