@@ -21,9 +21,9 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 # pynt loads this file by path; the deploy package lives beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy import packaging, stacks, uploads
+from deploy import packaging, stacks, templates, uploads
 from deploy.params import Parameters
-from deploy.project import BUILD, FUNCTIONS, DeployError, functions, stack
+from deploy.project import BUILD, FUNCTIONS, STACKS, DeployError, functions, stack
 
 Action = TypeVar("Action", bound=Callable[..., None])
 
@@ -119,6 +119,18 @@ def updatestack(name: str) -> None:
     params = parameters()
     _before_stack(spec.name, params)
     stacks.update(client("cloudformation"), params, spec, say)
+
+
+@task()
+@reported
+def rendertemplates(*names: str) -> None:
+    """Write stacks' templates as deployed (with their runners' parts) to build/templates."""
+    target = BUILD / "templates"
+    target.mkdir(parents=True, exist_ok=True)
+    for spec in [stack(name) for name in names] or list(STACKS.values()):
+        path = target / f"{spec.name}.json"
+        path.write_text(templates.body(spec.rendered()))
+        say(f"{spec.name}: {path}")
 
 
 @task()

@@ -26,7 +26,13 @@ PLATFORM = "manylinux2014_x86_64"
 # Lambda's quota for a function's unpacked code (zip file archives).
 MAX_UNPACKED_BYTES = 250 * 1024 * 1024
 # Never in a package: the emulator, the demo and the command line need moto and samples.
-EXCLUDED = ("runners.local", "runners.demo", "runners.cli", "runners.__main__")
+EXCLUDED = (
+    "runners.local",
+    "runners.demo",
+    "runners.testing",
+    "runners.cli",
+    "runners.__main__",
+)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -63,8 +69,9 @@ def build_package(
         for path in dependencies.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
-    for module_file in handler_modules(function.module):
-        files[module_file.relative_to(ROOT).as_posix()] = module_file
+    for module in (function.module, *function.modules):
+        for module_file in handler_modules(module):
+            files[module_file.relative_to(ROOT).as_posix()] = module_file
     target = build_dir / f"{function.name}.zip"
     _write_zip(target, files)
     return Package(target, len(files), sum(path.stat().st_size for path in files.values()))

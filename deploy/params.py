@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from botocore.exceptions import ClientError
 
 from deploy.project import (
@@ -31,26 +30,6 @@ NO_DEFAULT = "<NO-DEFAULT>"
 # A stack in one of these has outputs to read.
 USABLE_STATUSES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
 _REFERENCE = re.compile(r"\{\{(stack|descriptor):([^:}]+):([^}]+)\}\}")
-
-
-class _TemplateLoader(yaml.SafeLoader):
-    """Reads CloudFormation YAML: short-form intrinsics (``!Ref``...) load as plain data."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)  # type: ignore[arg-type]
-
-
-_TemplateLoader.add_multi_constructor("!", _intrinsic)
-
-
-def read_template(path: Path) -> dict[str, Any]:
-    template: dict[str, Any] = yaml.load(path.read_text(), Loader=_TemplateLoader)
-    return template
 
 
 def read_json(path: Path) -> Any:
@@ -75,7 +54,7 @@ class Parameters:
     def for_stack(self, spec: StackSpec) -> list[dict[str, str]]:
         """The stack's parameters for CreateStack/UpdateStack, checked against its template."""
         path = self.directory / spec.params_file
-        declared = read_template(spec.template_path).get("Parameters", {})
+        declared = spec.rendered().get("Parameters", {})
         values = self._file_values(path)
         unknown = sorted(set(values) - set(declared))
         if unknown:
@@ -98,7 +77,7 @@ class Parameters:
         values = self._file_values(path)
         if key in values:
             return self.resolve(values[key], f"{path}: {key}")
-        declared = read_template(spec.template_path).get("Parameters", {})
+        declared = spec.rendered().get("Parameters", {})
         if "Default" not in declared.get(key, {}):
             raise DeployError(f"{path}: set {key}")
         return str(declared[key]["Default"])

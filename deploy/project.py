@@ -1,11 +1,16 @@
 """What the project deploys: its stacks, their templates and parameter files, and its
-Lambda functions. Every task reads this table; adding a stack or function is one line."""
+Lambda functions. Every task reads this table; adding a stack or function is one line,
+and a runner's stack and function come from its declaration (``runners.registry``)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from deploy import templates
+from runners import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "cloudformation"
@@ -22,8 +27,11 @@ class DeployError(Exception):
 
 @dataclass(frozen=True)
 class StackSpec:
+    """A stack: its template, and the runners whose declarations complete it."""
+
     name: str
     template: str
+    runners: tuple[str, ...] = ()
 
     @property
     def template_path(self) -> Path:
@@ -33,31 +41,43 @@ class StackSpec:
     def params_file(self) -> str:
         return f"{self.name}-params.json"
 
+    def rendered(self) -> dict[str, Any]:
+        """The template as deployed: with its runners' permissions and parameters."""
+        definitions = [registry.get(name) for name in self.runners]
+        return templates.render(self.template_path, definitions)
+
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """A Lambda function: its handler module and the stack (and output) that deploys it."""
+    """A Lambda function: its handler module, the modules it loads by name (a runner),
+    and the stack (and output) that deploys it."""
 
     name: str
     module: str
     stack: str
     function_name_output: str
+    modules: tuple[str, ...] = ()
 
     @property
     def handler(self) -> str:
         return f"{self.module}.handler"
 
 
+# The project's own runners: each has a Lambda stack, and the service serves them all.
+# (A plugin's runner is served by a worker that has it installed; see the README.)
+RUNNERS = list(registry.builtin().values())
+RUNNER_HANDLER = "runners.handlers.runner"
+
 STACKS = {
     spec.name: spec
     for spec in (
         StackSpec("step-functions-resources", "step-functions-resources.yaml"),
         StackSpec("glue-resources", "glue-resources.yaml"),
-        StackSpec("gluerunner-lambda", "runner-lambda.yaml"),
-        StackSpec("athenarunner-lambda", "runner-lambda.yaml"),
-        StackSpec("crawlerrunner-lambda", "runner-lambda.yaml"),
-        StackSpec("waitrunner-lambda", "runner-lambda.yaml"),
-        StackSpec("runner-service", "runner-service.yaml"),
+        *(
+            StackSpec(f"{runner.function}-lambda", "runner-lambda.yaml", (runner.name,))
+            for runner in RUNNERS
+        ),
+        StackSpec("runner-service", "runner-service.yaml", tuple(r.name for r in RUNNERS)),
         StackSpec("triggers-and-notifications", "triggers-and-notifications.yaml"),
     )
 }
@@ -65,20 +85,15 @@ STACKS = {
 FUNCTIONS = {
     spec.name: spec
     for spec in (
-        FunctionSpec(
-            "gluerunner", "runners.handlers.gluerunner", "gluerunner-lambda", "FunctionName"
-        ),
-        FunctionSpec(
-            "athenarunner", "runners.handlers.athenarunner", "athenarunner-lambda", "FunctionName"
-        ),
-        FunctionSpec(
-            "crawlerrunner",
-            "runners.handlers.crawlerrunner",
-            "crawlerrunner-lambda",
-            "FunctionName",
-        ),
-        FunctionSpec(
-            "waitrunner", "runners.handlers.s3waitrunner", "waitrunner-lambda", "FunctionName"
+        *(
+            FunctionSpec(
+                runner.function,
+                RUNNER_HANDLER,
+                f"{runner.function}-lambda",
+                "FunctionName",
+                (runner.module,),
+            )
+            for runner in RUNNERS
         ),
         FunctionSpec(
             "ons3objectcreated",

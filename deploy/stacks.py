@@ -10,6 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from deploy import templates
 from deploy.params import Parameters
 from deploy.project import STACKS, DeployError, StackSpec
 
@@ -25,7 +26,7 @@ Printer = Callable[[str], None]
 def create(cloudformation: Any, parameters: Parameters, spec: StackSpec, say: Printer) -> None:
     response = cloudformation.create_stack(
         StackName=spec.name,
-        TemplateBody=spec.template_path.read_text(),
+        TemplateBody=templates.body(spec.rendered()),
         Parameters=parameters.for_stack(spec),
         Capabilities=CAPABILITIES,
         Tags=[{"Key": "runners:stack", "Value": spec.name}],
@@ -39,7 +40,7 @@ def update(cloudformation: Any, parameters: Parameters, spec: StackSpec, say: Pr
     try:
         response = cloudformation.update_stack(
             StackName=spec.name,
-            TemplateBody=spec.template_path.read_text(),
+            TemplateBody=templates.body(spec.rendered()),
             Parameters=parameters.for_stack(spec),
             Capabilities=CAPABILITIES,
             Tags=[{"Key": "runners:stack", "Value": spec.name}],

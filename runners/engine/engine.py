@@ -98,8 +98,10 @@ class Engine(Generic[SpecT]):
         store: JobStore,
         owner: str,
         clock: Callable[[], float] = time.time,
+        retry_seconds: float = CYCLE_RETRY_SECONDS,
     ) -> None:
         self.config, self.runner, self.channel = config, runner, channel
+        self.retry_seconds = retry_seconds
         self.store, self.owner, self.clock = store, owner, clock
         self.in_flight: dict[str, InFlight[SpecT]] = {}
         self.counters = Counters()
@@ -173,12 +175,12 @@ class Engine(Generic[SpecT]):
         try:
             run_id = await self._earlier_run(flight)
             if run_id is None:
-                run_id = await retry(lambda: self._attempt_start(flight), CYCLE_RETRY_SECONDS)
+                run_id = await retry(lambda: self._attempt_start(flight), self.retry_seconds)
         except TryLater as later:
             if now >= record.created_at + self.config.start_timeout_seconds:
                 await self._close(flight, Failed(later.error, {"reason": later.reason}))
             else:
-                flight.start_at = now + self.config.check_interval_seconds
+                flight.start_at = self.clock() + self.config.check_interval_seconds
                 flight.log.info("start deferred", reason=later.reason)
             return
         except TaskFailure as failure:
@@ -190,7 +192,7 @@ class Engine(Generic[SpecT]):
             flight.log.info("start in doubt; will search for its run", reason=str(doubt))
             return
         except Exception:
-            flight.start_at = now + self.config.check_interval_seconds
+            flight.start_at = self.clock() + self.config.check_interval_seconds
             flight.log.exception("start failed; will retry")
             return
         record.run_id, record.status, record.started_at = run_id, Status.RUNNING, self.clock()
@@ -229,7 +231,7 @@ class Engine(Generic[SpecT]):
             return None
         began = time.monotonic()
         run_id = await retry(
-            lambda: self.runner.find(flight.spec, self._task_start(flight)), CYCLE_RETRY_SECONDS
+            lambda: self.runner.find(flight.spec, self._task_start(flight)), self.retry_seconds
         )
         if run_id is None and time.monotonic() - began > PROMPT_SEARCH_SECONDS:
             raise StartInDoubt("the search for an earlier run was answered slowly")
@@ -291,7 +293,7 @@ class Engine(Generic[SpecT]):
             return {}
         jobs = [Job(f.spec, f.record.run_id or "") for f in flights]
         try:
-            statuses = await retry(lambda: self.runner.check(jobs), CYCLE_RETRY_SECONDS)
+            statuses = await retry(lambda: self.runner.check(jobs), self.retry_seconds)
         except Exception:
             self.log.exception("status check failed; will retry", jobs=len(jobs))
             return {}
@@ -299,9 +301,7 @@ class Engine(Generic[SpecT]):
         return dict(statuses)
 
     async def _heartbeat(self, flight: InFlight[SpecT]) -> None:
-        open_ = await retry(
-            lambda: self.channel.heartbeat(flight.record.token), CYCLE_RETRY_SECONDS
-        )
+        open_ = await retry(lambda: self.channel.heartbeat(flight.record.token), self.retry_seconds)
         self.counters.heartbeats += 1
         if open_:
             flight.heartbeat_at = self.clock()
@@ -321,13 +321,13 @@ class Engine(Generic[SpecT]):
         token = flight.record.token
         if isinstance(status, Succeeded):
             reported = status.reported or await retry(
-                lambda: self.channel.succeed(token, status.output), CYCLE_RETRY_SECONDS
+                lambda: self.channel.succeed(token, status.output), self.retry_seconds
             )
             outcome, error = Outcome.SUCCEEDED, None
         else:
             cause = json.dumps(status.cause, default=str)
             reported = await retry(
-                lambda: self.channel.fail(token, status.error, cause), CYCLE_RETRY_SECONDS
+                lambda: self.channel.fail(token, status.error, cause), self.retry_seconds
             )
             outcome, error = Outcome.FAILED, status.error
         if not reported:
@@ -350,7 +350,7 @@ class Engine(Generic[SpecT]):
             try:
                 run_id = await retry(
                     lambda: self.runner.find(flight.spec, self._task_start(flight)),
-                    CYCLE_RETRY_SECONDS,
+                    self.retry_seconds,
                 )
             except (TaskFailure, ClientError) as error:
                 if isinstance(error, ClientError) and is_retryable(error):
@@ -359,7 +359,7 @@ class Engine(Generic[SpecT]):
         if run_id:
             job = Job(flight.spec, run_id)
             try:
-                await retry(lambda: self.runner.stop(job), CYCLE_RETRY_SECONDS)
+                await retry(lambda: self.runner.stop(job), self.retry_seconds)
             except Exception:
                 flight.log.exception("could not stop the job")
         await self._done(flight, Outcome.CANCELLED, None)
@@ -382,7 +382,7 @@ class Engine(Generic[SpecT]):
                 lambda: self.store.claim_expired(
                     self.config.activity_arn, self.owner, now + self.config.lease_seconds, now
                 ),
-                CYCLE_RETRY_SECONDS,
+                self.retry_seconds,
             )
         except Exception:
             self.log.exception("claiming orphaned tasks failed; will retry")
@@ -425,7 +425,7 @@ class Engine(Generic[SpecT]):
         self.capacity_freed.set()
 
     async def _save(self, flight: InFlight[SpecT]) -> bool:
-        if await retry(lambda: self.store.save(flight.record), CYCLE_RETRY_SECONDS):
+        if await retry(lambda: self.store.save(flight.record), self.retry_seconds):
             return True
         flight.log.warning("task taken over by another worker; letting go")
         self.counters.lost += 1

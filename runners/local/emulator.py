@@ -20,7 +20,16 @@ from botocore.config import Config
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from runners.local import athena, awslambda, cloudformation, events, glue, s3, stepfunctions
+from runners.local import (
+    athena,
+    awslambda,
+    cloudformation,
+    events,
+    glue,
+    redshiftdata,
+    s3,
+    stepfunctions,
+)
 from runners.local.faults import FaultInjector
 
 # The versions whose internals the extensions were written and tested against.
@@ -52,6 +61,7 @@ def install_extensions() -> None:
         stepfunctions.install()
         athena.install()
         glue.install()
+        redshiftdata.install()
         s3.install()
         awslambda.install()
         events.install()
@@ -82,6 +92,7 @@ class Emulator:
         self.glue_runs = glue.BEHAVIOURS
         self.glue_crawls = glue.CRAWLS
         self.athena_queries = athena.BEHAVIOURS
+        self.redshift_statements = redshiftdata.BEHAVIOURS
         self.lambdas = awslambda.RUNTIME
         self._server: ThreadedMotoServer | None = None
         self.endpoint_url = ""
@@ -125,6 +136,7 @@ class Emulator:
         self.glue_runs.clear()
         self.glue_crawls.clear()
         self.athena_queries.clear()
+        self.redshift_statements.clear()
         self.faults.clear()
 
     def fire_schedules(self) -> list[str]:

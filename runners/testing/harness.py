@@ -33,11 +33,20 @@ FAST = {
 
 
 class RunnerHarness(Generic[SpecT]):
-    def __init__(self, runner: Runner[SpecT], owner: str = "harness", **config: Any) -> None:
+    def __init__(
+        self,
+        runner: Runner[SpecT],
+        owner: str = "harness",
+        retry_seconds: float = 1.0,
+        **config: Any,
+    ) -> None:
         self.channel = MemoryChannel()
         self.store = MemoryStore()
         self.config = EngineConfig(activity_arn=ACTIVITY_ARN, table="memory", **{**FAST, **config})
-        self.engine: Engine[SpecT] = Engine(self.config, runner, self.channel, self.store, owner)
+        # Retries give up within a second, so a test of an outage is quick.
+        self.engine: Engine[SpecT] = Engine(
+            self.config, runner, self.channel, self.store, owner, retry_seconds=retry_seconds
+        )
 
     async def __aenter__(self) -> RunnerHarness[SpecT]:
         return self

@@ -1,28 +1,39 @@
 """The templates and their parameter files, read the way CloudFormation and build.py do.
 
-cfn-lint runs on every template in CI (.ci/run); these checks hold the project's own
-rules: least privilege, encrypted private storage, and parameter files that match."""
+cfn-lint runs on every template in CI (.ci/run) and here on every template as deployed
+(with its runners' parts); these checks hold the project's own rules: least privilege,
+encrypted private storage, parameter files that match, and runner permissions that come
+from the runners' declarations and nowhere else."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deploy.params import read_template
-from deploy.project import SAMPLES, STACKS, TEMPLATES
+from deploy import templates
+from deploy.project import RUNNERS, SAMPLES, STACKS, TEMPLATES
 
 TEMPLATE_PATHS = sorted(TEMPLATES.glob("*.yaml"))
-# Actions that accept no resource ARN, so "*" is the only resource they can have.
+RENDERED = {name: spec.rendered() for name, spec in STACKS.items()}
+# Actions that accept no resource ARN, so "*" is the only resource they can have
+# (Service Authorization Reference; the Data API limits statement calls to the
+# statements of the caller's role).
 RESOURCELESS_ACTIONS = {
     "states:SendTaskSuccess",
     "states:SendTaskFailure",
     "states:SendTaskHeartbeat",
     "glue:GetCrawlerMetrics",
+    "redshift-data:DescribeStatement",
+    "redshift-data:ListStatements",
+    "redshift-data:CancelStatement",
 }
 
 
@@ -48,10 +59,9 @@ def listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-@pytest.mark.parametrize("path", TEMPLATE_PATHS, ids=[p.name for p in TEMPLATE_PATHS])
-def test_allow_statements_name_resources_unless_the_action_takes_none(path: Path) -> None:
-    template = read_template(path)
-    for statement in statements(template):
+@pytest.mark.parametrize("name", list(RENDERED))
+def test_allow_statements_name_resources_unless_the_action_takes_none(name: str) -> None:
+    for statement in statements(RENDERED[name]):
         if statement["Effect"] != "Allow" or "Principal" in statement:
             continue
         if "*" in listed(statement["Resource"]):
@@ -63,7 +73,7 @@ def test_allow_statements_name_resources_unless_the_action_takes_none(path: Path
 def test_no_full_access_managed_policies_and_no_hard_coded_partition_or_region(
     path: Path,
 ) -> None:
-    text = path.read_text()
+    text = path.read_text() + "".join(templates.body(t) for t in RENDERED.values())
     assert "FullAccess" not in text
     assert "arn:aws:" not in text
     assert not re.search(r"\b(us|eu|ap|sa|ca|me|af)-[a-z]+-\d\b", text)
@@ -71,8 +81,7 @@ def test_no_full_access_managed_policies_and_no_hard_coded_partition_or_region(
 
 
 def test_buckets_are_encrypted_and_private_and_tables_keep_history() -> None:
-    for path in TEMPLATE_PATHS:
-        template = read_template(path)
+    for template in RENDERED.values():
         for _, bucket in resources(template, "AWS::S3::Bucket"):
             assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
             assert all(bucket["PublicAccessBlockConfiguration"].values())
@@ -87,7 +96,7 @@ def test_buckets_are_encrypted_and_private_and_tables_keep_history() -> None:
 @pytest.mark.parametrize("name", list(STACKS))
 def test_each_stack_has_a_params_file_matching_its_template(name: str) -> None:
     spec = STACKS[name]
-    declared = read_template(spec.template_path)["Parameters"]
+    declared = RENDERED[name]["Parameters"]
     entries = json.loads((TEMPLATES / spec.params_file).read_text())
     keys = [entry["ParameterKey"] for entry in entries]
     assert set(keys) <= set(declared)
@@ -96,19 +105,85 @@ def test_each_stack_has_a_params_file_matching_its_template(name: str) -> None:
 
 def test_the_state_machines_get_every_placeholder_their_definitions_use() -> None:
     """One source of Amazon States Language: the template substitutes each placeholder."""
-    template = read_template(STACKS["step-functions-resources"].template_path)
-    machines = dict(resources(template, "AWS::StepFunctions::StateMachine"))
+    machines = dict(
+        resources(RENDERED["step-functions-resources"], "AWS::StepFunctions::StateMachine")
+    )
     for properties in machines.values():
         # Key: !Sub "${StateMachinesS3Prefix}<file>"
-        file_name = str(properties["DefinitionS3Location"]["Key"]).rsplit("}", 1)[-1]
+        file_name = properties["DefinitionS3Location"]["Key"]["Fn::Sub"].rsplit("}", 1)[-1]
         definition = SAMPLES / "statemachines" / file_name
         placeholders = set(re.findall(r"\$\{(\w+)\}", definition.read_text()))
         assert placeholders == set(properties["DefinitionSubstitutions"]), definition.name
 
 
 def test_the_worker_service_drains_before_it_is_killed() -> None:
-    template = read_template(STACKS["runner-service"].template_path)
-    [(_, task)] = resources(template, "AWS::ECS::TaskDefinition")
+    [(_, task)] = resources(RENDERED["runner-service"], "AWS::ECS::TaskDefinition")
     [container] = task["ContainerDefinitions"]
     assert container["StopTimeout"] > 60  # a long poll lasts up to 60 s
     assert container["ReadonlyRootFilesystem"] is True
+
+
+def test_every_template_as_deployed_passes_cfn_lint(tmp_path: Path) -> None:
+    paths = []
+    for name, template in RENDERED.items():
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(templates.body(template))
+    linter = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or "cfn-lint"
+    result = subprocess.run([linter, *map(str, paths)], check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Statements every runner's role has, whatever the runner.
+COMMON_ACTIONS = {
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "states:GetActivityTask",
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+}
+
+
+@pytest.mark.parametrize("runner", RUNNERS, ids=[r.name for r in RUNNERS])
+def test_a_runner_lambda_is_granted_what_its_declaration_lists_and_nothing_else(
+    runner: Any,
+) -> None:
+    template = RENDERED[f"{runner.function}-lambda"]
+    [policy] = template["Resources"]["Role"]["Properties"]["Policies"]
+    granted = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if set(listed(s["Action"])) - COMMON_ACTIONS
+    ]
+    declared = [templates.policy_statement(p) for p in runner.permissions]
+    assert granted == declared
+    variables = template["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    assert variables["RUNNERS_RUNNER"] == {"Ref": "Runner"}
+    assert template["Parameters"]["Runner"]["AllowedValues"] == [runner.name]
+    for parameter in runner.parameters:
+        assert parameter.name in template["Parameters"]
+
+
+def test_the_service_serves_a_runner_only_when_its_activities_are_given() -> None:
+    template = RENDERED["runner-service"]
+    [(_, task)] = resources(template, "AWS::ECS::TaskDefinition")
+    [container] = task["ContainerDefinitions"]
+    [policy] = template["Resources"]["TaskRole"]["Properties"]["Policies"]
+    conditional = [s for s in policy["PolicyDocument"]["Statement"] if "Fn::If" in s]
+    for runner in RUNNERS:
+        serves = f"Serves{runner.title}"
+        assert template["Parameters"][f"{runner.title}ActivityArns"]["Default"] == ""
+        assert serves in template["Conditions"]
+        mine = [s["Fn::If"][1] for s in conditional if s["Fn::If"][0] == serves]
+        assert mine[1:] == [templates.policy_statement(p) for p in runner.permissions]
+        variable = f"RUNNERS_{runner.name.upper()}_ACTIVITY_ARN"
+        assert any(
+            "Fn::If" in item
+            and item["Fn::If"][0] == serves
+            and item["Fn::If"][1]["Name"] == variable
+            for item in container["Environment"]
+        )

@@ -1,0 +1,263 @@
+"""The engine on ``runners.testing``: the real engine, an in-memory store and activity, and
+a job service in memory behind a small runner. Milliseconds a test, no emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pytest
+from botocore.exceptions import ClientError
+
+from runners.engine.inputs import Fields
+from runners.engine.records import Outcome, Status
+from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
+from runners.engine.service import Phase, Refusals, StateTable
+from runners.testing import Report, RunnerHarness
+
+STATES = StateTable(
+    "fake", "JobState", running={"RUNNING"}, succeeded={"DONE"}, failed={"BROKEN", "STOPPED"}
+)
+
+
+def refused(code: str, status: int = 400) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": f"{code} said no"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "StartJob",
+    )
+
+
+@dataclass
+class JobService:
+    """Jobs by id; a start with a known key returns that key's job (an idempotent API)."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    by_key: dict[str, str] = field(default_factory=dict)
+    starts: int = 0
+    stopped: list[str] = field(default_factory=list)
+    refuse_with: ClientError | None = None
+    lose_answers: int = 0  # starts that take effect but whose answer is lost
+    result_size: int = 10
+
+    def start(self, name: str, key: str) -> str:
+        self.starts += 1
+        if self.refuse_with is not None:
+            raise self.refuse_with
+        run_id = self.by_key.setdefault(key, f"{name}-{len(self.by_key) + 1}")
+        self.states.setdefault(run_id, "RUNNING")
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise refused("InternalFailure", 500)
+        return run_id
+
+
+class FakeRunner(Runner[str]):
+    name = "fake"
+    idempotent_start = True
+    refusals: ClassVar[Refusals] = Refusals(
+        try_later={"LimitExceeded": "FakeLimitError"},
+        input_errors={"NoSuchJob": "JobName"},
+        failure="FakeStartError",
+    )
+
+    def __init__(self, service: JobService) -> None:
+        self.service = service
+
+    def parse(self, document: Mapping[str, Any]) -> str:
+        return Fields(document).required_text("JobName")
+
+    def describe(self, spec: str) -> dict[str, str]:
+        return {"job_name": spec}
+
+    async def start(self, spec: str, task: TaskStart) -> str:
+        return self.service.start(spec, task.key)
+
+    async def check(self, jobs: Sequence[Job[str]]) -> Mapping[str, JobStatus]:
+        statuses: dict[str, JobStatus] = {}
+        for job in jobs:
+            state = self.service.states[job.run_id]
+            phase = STATES.phase(state)
+            if phase is Phase.SUCCEEDED:
+                statuses[job.run_id] = Succeeded(
+                    {"run": job.run_id, "blob": "x" * self.service.result_size}
+                )
+            elif phase is Phase.FAILED:
+                statuses[job.run_id] = Failed(
+                    "FakeJobFailedError", {"run": job.run_id, "state": state}
+                )
+            else:
+                statuses[job.run_id] = RUNNING
+        return statuses
+
+    async def stop(self, job: Job[str]) -> None:
+        self.service.stopped.append(job.run_id)
+        self.service.states[job.run_id] = "STOPPED"
+
+
+def run(scenario: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(scenario, timeout=20))
+
+
+def test_a_finished_job_is_reported_once_and_its_record_closed() -> None:
+    service = JobService()
+
+    async def scenario() -> tuple[Report, Any]:
+        async with RunnerHarness(FakeRunner(service)) as harness:
+            token = await harness.submit({"JobName": "nightly"})
+            await harness.cycle(2)
+            service.states["nightly-1"] = "DONE"
+            report = await harness.settle(token)
+            await harness.cycle(2)
+            return report, harness.record(token)
+
+    report, record = run(scenario())
+
+    assert (report.kind, report.output) == ("success", {"run": "nightly-1", "blob": "x" * 10})
+    assert (record.status, record.outcome, record.run_id) == (
+        Status.DONE,
+        Outcome.SUCCEEDED,
+        "nightly-1",
+    )
+    assert service.starts == 1
+
+
+def test_bad_input_fails_the_task_and_stores_nothing() -> None:
+    async def scenario() -> tuple[Report, Any]:
+        async with RunnerHarness(FakeRunner(JobService())) as harness:
+            token = await harness.submit('{"JobName": 7}')
+            return await harness.settle(token), harness.store.records()
+
+    report, records = run(scenario())
+
+    assert (report.kind, report.error) == ("failure", "RunnerInputError")
+    assert json.loads(report.cause or "") == {
+        "field": "JobName",
+        "problem": "must be a non-empty string",
+    }
+    assert records == []
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "cause"),
+    [
+        ("NoSuchJob", "RunnerInputError", {"field": "JobName", "problem": "NoSuchJob said no"}),
+        (
+            "AccessDenied",
+            "FakeStartError",
+            {"job_name": "nightly", "error": "AccessDenied", "message": "AccessDenied said no"},
+        ),
+    ],
+)
+def test_a_refused_start_is_read_from_the_runners_refusal_table(
+    code: str, error: str, cause: dict[str, str]
+) -> None:
+    service = JobService(refuse_with=refused(code))
+
+    async def scenario() -> Report:
+        async with RunnerHarness(FakeRunner(service)) as harness:
+            return await harness.settle(await harness.submit({"JobName": "nightly"}))
+
+    report = run(scenario())
+
+    assert (report.kind, report.error, json.loads(report.cause or "")) == ("failure", error, cause)
+    assert service.starts == 1  # a refusal is final: never retried
+
+
+def test_a_limit_is_retried_until_the_start_timeout_then_fails_with_its_error() -> None:
+    service = JobService(refuse_with=refused("LimitExceeded"))
+
+    async def scenario() -> Report:
+        async with RunnerHarness(FakeRunner(service), start_timeout_seconds=0.5) as harness:
+            return await harness.settle(await harness.submit({"JobName": "nightly"}))
+
+    report = run(scenario())
+
+    assert (report.kind, report.error) == ("failure", "FakeLimitError")
+    assert service.starts >= 3
+
+
+def test_a_stopped_execution_stops_its_job() -> None:
+    service = JobService()
+
+    async def scenario() -> Any:
+        async with RunnerHarness(FakeRunner(service), heartbeat_interval_seconds=0.05) as harness:
+            token = await harness.submit({"JobName": "nightly"})
+            harness.channel.close(token)  # the execution was stopped
+            await harness.cycle(3)
+            return harness.record(token)
+
+    record = run(scenario())
+
+    assert service.stopped == ["nightly-1"]
+    assert (record.status, record.outcome) == (Status.DONE, Outcome.CANCELLED)
+
+
+def test_a_start_in_doubt_is_found_and_stopped_when_its_execution_stops() -> None:
+    """The service took the start but its answers were lost until the engine gave up:
+    the record holds no run id. Cancelling must still stop the job the start made; for an
+    idempotent runner the engine finds it by starting again with the same key."""
+    service = JobService(lose_answers=1000)
+
+    async def scenario() -> Any:
+        harness = RunnerHarness(
+            FakeRunner(service), retry_seconds=0.3, heartbeat_interval_seconds=0.05
+        )
+        async with harness:
+            token = await harness.submit({"JobName": "nightly"})
+            assert harness.record(token).run_id is None
+            service.lose_answers = 0  # the service answers again
+            harness.channel.close(token)
+            await harness.engine.check()  # before the start is retried: a heartbeat
+            return harness.record(token)
+
+    record = run(scenario())
+
+    assert service.stopped == ["nightly-1"]
+    assert len(service.by_key) == 1  # one job, however often the start was sent
+    assert (record.status, record.outcome, record.run_id) == (Status.DONE, Outcome.CANCELLED, None)
+
+
+def test_output_over_256_kib_fails_the_task_with_runner_output_error() -> None:
+    service = JobService(result_size=300_000)
+
+    async def scenario() -> Report:
+        async with RunnerHarness(FakeRunner(service)) as harness:
+            token = await harness.submit({"JobName": "big"})
+            service.states["big-1"] = "DONE"
+            return await harness.settle(token)
+
+    report = run(scenario())
+
+    assert (report.kind, report.error) == ("failure", "RunnerOutputError")
+
+
+def test_a_runner_whose_start_is_not_idempotent_must_implement_find() -> None:
+    with pytest.raises(TypeError, match="must implement find"):
+
+        class Careless(FakeRunner):
+            idempotent_start = False
+
+    class Careful(FakeRunner):
+        idempotent_start = False
+
+        async def find(self, spec: str, task: TaskStart) -> str | None:
+            return self.service.by_key.get(task.key)
+
+    assert Careful(JobService()).idempotent_start is False
+
+
+def test_an_unknown_state_keeps_the_job_running_with_a_warning(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert STATES.phase("DONE") is Phase.SUCCEEDED
+    assert STATES.phase("BROKEN") is Phase.FAILED
+    assert STATES.phase("PAUSED") is Phase.RUNNING
+    assert "unknown state" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="classified twice"):
+        StateTable("fake", "S", running={"A"}, succeeded={"A"}, failed=())
