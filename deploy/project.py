@@ -49,18 +49,22 @@ class StackSpec:
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """A Lambda function: its handler module, the modules it loads by name (a runner),
-    and the stack (and output) that deploys it."""
+    """A Lambda function: its handler module, the runner it serves (loaded by name, so
+    its module is packaged too), and the stack (and output) that deploys it."""
 
     name: str
     module: str
     stack: str
     function_name_output: str
-    modules: tuple[str, ...] = ()
+    runner: str | None = None
 
     @property
     def handler(self) -> str:
         return f"{self.module}.handler"
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return (registry.get(self.runner).module,) if self.runner else ()
 
 
 # The project's own runners: each has a Lambda stack, and the service serves them all.
@@ -91,7 +95,7 @@ FUNCTIONS = {
                 RUNNER_HANDLER,
                 f"{runner.function}-lambda",
                 "FunctionName",
-                (runner.module,),
+                runner.name,
             )
             for runner in RUNNERS
         ),

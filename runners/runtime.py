@@ -6,10 +6,11 @@ here knows about the embedded emulator.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -72,8 +73,18 @@ async def _runner(
         purpose = f"retries:{definition.sdk_retries}"
         return await clients.get(service, config.region, purpose, retries=retries)
 
-    context = RunnerContext(config, config.options, client, stack.callback, create_tables)
+    def at_close(close: Callable[[], Any]) -> None:
+        stack.push_async_callback(_finish, close)
+
+    context = RunnerContext(config, config.options, client, at_close, create_tables)
     return await definition.build(context)
+
+
+async def _finish(close: Callable[[], Any]) -> None:
+    """Run a runner's clean-up, awaiting it if it is a coroutine (an HTTP session)."""
+    result = close()
+    if inspect.isawaitable(result):
+        await result
 
 
 @asynccontextmanager

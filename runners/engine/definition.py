@@ -61,7 +61,8 @@ class RunnerContext(Generic[OptionsT]):
     config: EngineConfig
     options: OptionsT
     client: ClientFactory
-    at_close: Callable[[Callable[[], Any]], Any]  # run this when the engines close
+    # Run this (a function or a coroutine function) when the engines close.
+    at_close: Callable[[Callable[[], Any]], None]
     create_tables: bool = False
 
 

@@ -598,6 +598,19 @@ class ResourceCreateFailed(Exception):
 
 
 _parse_and_create_resource = parsing.parse_and_create_resource
+_clean_json = parsing.clean_json
+
+
+def clean_json(resource_json: Any, resources_map: Any) -> Any:
+    """AWS::NoValue "removes the corresponding resource property when specified as a
+    return value in the Fn::If intrinsic function"; as an item of a list, it removes the
+    item (moto removes properties but leaves None in lists)."""
+    if isinstance(resource_json, list):
+        items = (clean_json(item, resources_map) for item in resource_json)
+        return [item for item in items if item is not None]
+    return _clean_json(resource_json, resources_map)
+
+
 _create_stack = CloudFormationBackend.create_stack
 _update_stack = CloudFormationBackend.update_stack
 _update = Stack.update
@@ -745,6 +758,7 @@ def install() -> None:
     Table.create_from_cloudformation_json = classmethod(_create_table_with_settings)
     FakeBucket.create_from_cloudformation_json = classmethod(_create_bucket_with_settings)
     parsing.parse_and_create_resource = parse_and_create_resource
+    parsing.clean_json = clean_json
     Stack.update = update
     CloudFormationBackend.create_stack = create_stack
     CloudFormationBackend.update_stack = update_stack

@@ -32,7 +32,7 @@ from runners.retry import error_code
 
 STATES = StateTable(
     "redshift-data",
-    "StatusString",
+    "StatementStatusString",  # a statement's states (StatusString adds the filter ALL)
     running={"SUBMITTED", "PICKED", "STARTED"},
     succeeded={"FINISHED"},
     failed={"FAILED", "ABORTED"},

@@ -65,7 +65,10 @@ def test_a_lambda_stack_without_its_package_says_how_to_build_it(
             "createstack[nonesuch]",
             "unknown stack 'nonesuch'; the stacks are: step-functions-resources",
         ),
-        ("packagelambda[nonesuch]", "unknown function nonesuch; the functions are: gluerunner"),
+        (
+            "packagelambda[nonesuch]",
+            "unknown function nonesuch; the functions are: athenarunner, crawlerrunner",
+        ),
     ],
 )
 def test_unknown_names_list_the_known_ones(

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from deploy.project import ROOT, STACKS
-from runners.local import Emulator
+from runners.local import Emulator, RunBehaviour
 from tests.deploy.conftest import filled_params, run_pynt
 from tests.helpers import wait_until
 
@@ -178,7 +178,10 @@ def test_the_container_worker_runs_from_the_service_task_definition(
     task = deployed.client("ecs").describe_task_definition(taskDefinition=family)
     [container] = task["taskDefinition"]["containerDefinitions"]
     environment = {item["name"]: item["value"] for item in container["environment"]}
-    assert environment["RUNNERS_SERVE"] == "glue,athena,crawler,s3wait"
+    served = {name for name in environment if name.endswith("_ACTIVITY_ARN")}
+    # The runners whose activities the parameters give; Redshift's are not given.
+    assert served == {f"RUNNERS_{r}_ACTIVITY_ARN" for r in ("GLUE", "ATHENA", "CRAWLER", "S3WAIT")}
+    assert "RUNNERS_SERVE" not in environment
 
     command = _image_command(deployed.build_dir, tmp_path)
     env = {**environment, **deployed.emulator.client_env(), **FAST, "PATH": os.defpath}
@@ -230,6 +233,38 @@ def _image_command(build_dir: Path, tmp_path: Path) -> list[str]:
         str(dependencies),
         *entrypoint[3:],
     ]
+
+
+def test_a_redshift_statement_runs_on_the_runner_lambda_and_the_activity_its_stack_made(
+    deployed: Deployment,
+) -> None:
+    """A runner added by its module alone: its stack, function, role and activity come
+    from its declaration and the generic templates."""
+    outputs = deployed.outputs["redshiftrunner-lambda"]
+    [activity] = outputs["ActivityArns"].split(",")
+    assert activity.endswith(":activity:redshiftrunnerActivity")
+    deployed.emulator.redshift_statements.add("daily_sales", RunBehaviour(duration=1.0))
+    sfn = deployed.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="RedshiftDaily",
+        roleArn="arn:aws:iam::123456789012:role/StatesExecutionRole",
+        definition=json.dumps(
+            {
+                "StartAt": "Load",
+                "States": {"Load": {"Type": "Task", "Resource": activity, "End": True}},
+            }
+        ),
+    )["stateMachineArn"]
+    execution = sfn.start_execution(
+        stateMachineArn=machine,
+        input=json.dumps({"Sql": "CALL daily_sales()", "WorkgroupName": "etl", "Database": "dev"}),
+    )["executionArn"]
+
+    deployed.run_lambda_ticks(lambda: execution_status(deployed, execution) != "RUNNING")
+
+    assert execution_status(deployed, execution) == "SUCCEEDED"
+    output = json.loads(sfn.describe_execution(executionArn=execution)["output"])
+    assert output["RedshiftStatementStatus"] == "FINISHED"
 
 
 def test_updatestack_without_changes_and_a_failed_stack_exit_as_they_should(

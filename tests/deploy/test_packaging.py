@@ -12,7 +12,7 @@ import pytest
 
 from deploy.packaging import build_package, python_version
 from deploy.params import Parameters
-from deploy.project import FUNCTIONS, FunctionSpec
+from deploy.project import FUNCTIONS, RUNNER_HANDLER, FunctionSpec
 
 # Prints where every imported module came from, so the test can see nothing leaked in.
 IMPORT_CHECK = """
@@ -20,6 +20,9 @@ import importlib, json, sys
 sys.path.insert(0, sys.argv[1])
 handler = importlib.import_module(sys.argv[2]).handler
 assert callable(handler)
+if sys.argv[3]:  # a runner's function loads its runner by name
+    from runners import registry
+    assert registry.get(sys.argv[3]).build
 print(json.dumps({"path": sys.path, "files": [
     getattr(module, "__file__", None) or "" for module in list(sys.modules.values())
 ]}))
@@ -33,7 +36,16 @@ def test_each_package_imports_its_handler_in_a_clean_interpreter(
     with zipfile.ZipFile(build_dir / f"{function.name}.zip") as package:
         package.extractall(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", IMPORT_CHECK, str(tmp_path), function.module],
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            IMPORT_CHECK,
+            str(tmp_path),
+            function.module,
+            function.runner or "",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -67,8 +79,13 @@ def test_a_package_holds_only_the_runners_modules_its_handler_imports(build_dir:
         runners = {name for name in package.namelist() if name.startswith("runners/")}
     assert "runners/waits/table.py" in runners
     assert not any(name.startswith("runners/services/") for name in runners)
-    with zipfile.ZipFile(build_dir / "gluerunner.zip") as package:
-        assert "runners/services/glue.py" in package.namelist()
+    for function in FUNCTIONS.values():
+        if function.module != RUNNER_HANDLER:
+            continue
+        with zipfile.ZipFile(build_dir / f"{function.name}.zip") as package:
+            services = {n for n in package.namelist() if n.startswith("runners/services/")}
+        [runner] = function.modules  # its own runner, and no other
+        assert services == {"runners/services/__init__.py", f"{runner.replace('.', '/')}.py"}
 
 
 def test_packages_are_built_for_the_templates_python_and_lambdas_platform(build_dir: Path) -> None:

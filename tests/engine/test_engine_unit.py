@@ -24,13 +24,11 @@ STATES = StateTable(
 
 
 def refused(code: str, status: int = 400) -> ClientError:
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": f"{code} said no"},
-            "ResponseMetadata": {"HTTPStatusCode": status},
-        },
-        "StartJob",
-    )
+    response: dict[str, Any] = {
+        "Error": {"Code": code, "Message": f"{code} said no"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "StartJob")  # type: ignore[arg-type]
 
 
 @dataclass
@@ -210,7 +208,9 @@ def test_a_start_in_doubt_is_found_and_stopped_when_its_execution_stops() -> Non
         )
         async with harness:
             token = await harness.submit({"JobName": "nightly"})
-            assert harness.record(token).run_id is None
+            stored = harness.record(token)
+            assert stored is not None
+            assert stored.run_id is None
             service.lose_answers = 0  # the service answers again
             harness.channel.close(token)
             await harness.engine.check()  # before the start is retried: a heartbeat

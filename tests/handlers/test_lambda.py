@@ -170,3 +170,44 @@ def test_one_wait_tick_serves_several_wait_activities(
 
     assert [r["succeeded"] for r in summary["runners"]] == [1, 1]
     assert [finished(sfn, arn)["status"] for arn in executions] == ["SUCCEEDED"] * 2
+
+
+def test_the_runner_handler_serves_the_runner_its_function_names(
+    aws: Emulator, lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runners.handlers.runner.handler`` is what the runner templates deploy: the
+    function's RUNNERS_RUNNER says which runner it is."""
+    from runners.handlers import runner
+
+    aws.athena_queries.add("FROM reports", RunBehaviour(duration=0.5))
+    sfn = aws.client("stepfunctions")
+    execution = sfn.start_execution(
+        stateMachineArn=task_machine(sfn, "generic", lambda_env["RUNNERS_ATHENA_ACTIVITY_ARN"]),
+        input=json.dumps(
+            {
+                "AthenaQueryString": "SELECT * FROM reports",
+                "AthenaDatabase": "sales",
+                "AthenaResultOutputLocation": "s3://results/",
+            }
+        ),
+    )["executionArn"]
+    monkeypatch.setenv("RUNNERS_RUNNER", "athena")
+
+    summary = runner.handler(SCHEDULED_EVENT, Context("request-6", timeout_seconds=18))
+
+    assert [(r["runner"], r["succeeded"]) for r in summary["runners"]] == [("athena", 1)]
+    assert finished(sfn, execution)["status"] == "SUCCEEDED"
+
+
+def test_a_function_that_names_no_known_runner_fails_with_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runners.errors import ConfigError
+    from runners.handlers import runner
+
+    monkeypatch.delenv("RUNNERS_RUNNER", raising=False)
+    with pytest.raises(ConfigError, match="RUNNERS_RUNNER"):
+        runner.handler(SCHEDULED_EVENT, Context("request-7", timeout_seconds=18))
+    monkeypatch.setenv("RUNNERS_RUNNER", "spark")
+    with pytest.raises(ConfigError, match="'spark' is not one of athena, crawler, glue"):
+        runner.handler(SCHEDULED_EVENT, Context("request-8", timeout_seconds=18))

@@ -57,6 +57,32 @@ def test_activity_ref_is_its_arn_and_getatt_name_its_name(aws: Emulator) -> None
     assert raised.value.response["Error"]["Code"] == "ActivityDoesNotExist"
 
 
+def test_no_value_in_a_list_removes_the_item(aws: Emulator) -> None:
+    """Pseudo parameters reference: AWS::NoValue "Removes the corresponding resource
+    property when specified as a return value in the Fn::If intrinsic function"; an item
+    of a list that resolves to it is removed (the runner templates pass a runner's
+    variables only when it is served)."""
+    stack = create(
+        aws,
+        "novalue",
+        {"Work": {"Type": "AWS::StepFunctions::Activity", "Properties": {"Name": "Work"}}},
+        Conditions={"No": {"Fn::Equals": ["a", "b"]}},
+        Outputs={
+            "Joined": {
+                "Value": {
+                    "Fn::Join": [
+                        ",",
+                        ["first", {"Fn::If": ["No", "dropped", {"Ref": "AWS::NoValue"}]}, "last"],
+                    ]
+                }
+            }
+        },
+    )
+
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert outputs(stack) == {"Joined": "first,last"}
+
+
 def test_state_machine_from_s3_with_substitutions_runs_its_activity_tasks(aws: Emulator) -> None:
     """AWS::StepFunctions::StateMachine: DefinitionS3Location is "the name of the S3
     bucket where the state machine definition is stored"; DefinitionSubstitutions "a map
