@@ -25,6 +25,7 @@ from deploy.project import (
     StackSpec,
     params_dir,
 )
+from deploy.project import stack_name as full_name
 
 NO_DEFAULT = "<NO-DEFAULT>"
 # A stack in one of these has outputs to read.
@@ -138,7 +139,9 @@ class Parameters:
             if self._cloudformation is None:
                 raise DeployError(f"{where}: refers to stack {stack_name}; this task reads none")
             try:
-                found = self._cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+                found = self._cloudformation.describe_stacks(StackName=full_name(stack_name))[
+                    "Stacks"
+                ]
             except ClientError as error:
                 if "does not exist" not in str(error):
                     raise

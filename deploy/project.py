@@ -5,6 +5,7 @@ and a runner's stack and function come from its declaration (``runners.registry`
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ SAMPLES = ROOT / "samples"
 BUILD = Path(os.environ.get("RUNNERS_BUILD_DIR", ROOT / "build"))
 RUNTIME_REQUIREMENTS = ROOT / "requirements-runtime.txt"
 DESCRIPTOR = "s3-deployment-descriptor.json"
+# Put before every stack name the tasks create or read, so two deployments (another
+# environment, or the original sample during a switch-over) can share an account.
+STACK_PREFIX_VARIABLE = "RUNNERS_STACK_PREFIX"
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 
 
 class DeployError(Exception):
@@ -36,6 +41,11 @@ class StackSpec:
     @property
     def template_path(self) -> Path:
         return TEMPLATES / self.template
+
+    @property
+    def stack_name(self) -> str:
+        """The stack's name in CloudFormation: ``RUNNERS_STACK_PREFIX`` + its name."""
+        return stack_name(self.name)
 
     @property
     def params_file(self) -> str:
@@ -107,6 +117,13 @@ FUNCTIONS = {
         ),
     )
 }
+
+
+def stack_name(name: str) -> str:
+    full = os.environ.get(STACK_PREFIX_VARIABLE, "") + name
+    if not _STACK_NAME.match(full):
+        raise DeployError(f"{STACK_PREFIX_VARIABLE}: {full!r} is not a valid stack name")
+    return full
 
 
 def params_dir() -> Path:

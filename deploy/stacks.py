@@ -25,21 +25,21 @@ Printer = Callable[[str], None]
 
 def create(cloudformation: Any, parameters: Parameters, spec: StackSpec, say: Printer) -> None:
     response = cloudformation.create_stack(
-        StackName=spec.name,
+        StackName=spec.stack_name,
         TemplateBody=templates.body(spec.rendered()),
         Parameters=parameters.for_stack(spec),
         Capabilities=CAPABILITIES,
         Tags=[{"Key": "runners:stack", "Value": spec.name}],
     )
-    say(f"{spec.name}: creating")
+    say(f"{spec.stack_name}: creating")
     _wait(cloudformation, response["StackId"], "CREATE_COMPLETE", say)
 
 
 def update(cloudformation: Any, parameters: Parameters, spec: StackSpec, say: Printer) -> None:
-    earlier = _event_ids(cloudformation, spec.name)
+    earlier = _event_ids(cloudformation, spec.stack_name)
     try:
         response = cloudformation.update_stack(
-            StackName=spec.name,
+            StackName=spec.stack_name,
             TemplateBody=templates.body(spec.rendered()),
             Parameters=parameters.for_stack(spec),
             Capabilities=CAPABILITIES,
@@ -47,21 +47,21 @@ def update(cloudformation: Any, parameters: Parameters, spec: StackSpec, say: Pr
         )
     except ClientError as error:
         if "No updates are to be performed" in str(error):
-            say(f"{spec.name}: already up to date")
+            say(f"{spec.stack_name}: already up to date")
             return
         raise
-    say(f"{spec.name}: updating")
+    say(f"{spec.stack_name}: updating")
     _wait(cloudformation, response["StackId"], "UPDATE_COMPLETE", say, earlier)
 
 
 def delete(cloudformation: Any, spec: StackSpec, say: Printer) -> None:
-    stack = describe(cloudformation, spec.name)
+    stack = describe(cloudformation, spec.stack_name)
     if stack is None:
-        say(f"{spec.name}: does not exist")
+        say(f"{spec.stack_name}: does not exist")
         return
     earlier = _event_ids(cloudformation, stack["StackId"])
     cloudformation.delete_stack(StackName=stack["StackId"])
-    say(f"{spec.name}: deleting")
+    say(f"{spec.stack_name}: deleting")
     _wait(cloudformation, stack["StackId"], "DELETE_COMPLETE", say, earlier)
 
 
@@ -79,7 +79,8 @@ def describe(cloudformation: Any, name: str) -> dict[str, Any] | None:
 def status_table(cloudformation: Any) -> list[tuple[str, str, str]]:
     """(stack, status, reason) for each of the project's stacks."""
     rows = []
-    for name in STACKS:
+    for spec in STACKS.values():
+        name = spec.stack_name
         stack = describe(cloudformation, name)
         if stack is None:
             rows.append((name, "not created", ""))

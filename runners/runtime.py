@@ -114,6 +114,7 @@ async def open_engines(
             stack.callback(store.close)
             if create_tables:
                 store.create_table()
+            store.verify(f"the {config.runner} runner's job table")
             engines.append(
                 Engine(
                     config,

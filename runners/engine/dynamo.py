@@ -14,9 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+import boto3
+from botocore.exceptions import ClientError
 from pynamodb.exceptions import DeleteError, PutError, TableError, UpdateError
 from pynamodb.models import Model
 
+from runners.errors import ConfigError
 from runners.retry import error_code, retry_sync
 
 T = TypeVar("T")
@@ -25,6 +28,7 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 
 _bound: dict[tuple[type[Model], str, str], type[Model]] = {}
 _bound_lock = threading.Lock()
+_verified: set[type[Model]] = set()  # tables found right once: a warm Lambda skips them
 
 
 def bind(model: type[M], table: str, region: str) -> type[M]:
@@ -60,6 +64,81 @@ def ensure_table(model: type[Model]) -> None:
         model.update_ttl(ignore_update_ttl_errors=True)
 
     retry_sync(create)
+
+
+def verify_table(model: type[Model], role: str) -> None:
+    """Check that the table this version needs is there, before any task depends on it:
+    its key, its indexes and its TTL. A mismatch is a ``ConfigError`` naming the table,
+    what was found and what to do (a task stored in a wrong table would be lost).
+    ``role`` says what the table is for ("the glue runner's job table")."""
+    if model in _verified:
+        return
+    table, region = model.Meta.table_name, str(model.Meta.region)
+    where = f"{role} {table} ({region})"
+    found, ttl = _describe(table, region, where)
+    schema: Any = model._get_schema()  # PynamoDB's view of the model: the one schema
+    wanted_keys = _keys(schema["key_schema"])
+    keys = _keys(found.get("KeySchema", []))
+    if keys != wanted_keys:
+        if "sfn_activity_arn" in keys:
+            raise ConfigError(
+                f"{where}: this is the original sample's table (key {_shown(keys)}); "
+                "give the runner a new table name (its stack or --create-table makes it)"
+            )
+        raise ConfigError(
+            f"{where}: its key is {_shown(keys)}, this version needs {_shown(wanted_keys)}; "
+            "give the runner a table of its own"
+        )
+    indexes = {
+        i["IndexName"]: _keys(i["KeySchema"]) for i in found.get("GlobalSecondaryIndexes", [])
+    }
+    for index in schema["global_secondary_indexes"]:
+        name, wanted = index["index_name"], _keys(index["key_schema"])
+        if indexes.get(name) != wanted:
+            raise ConfigError(
+                f"{where}: it has no index {name} ({_shown(wanted)}); "
+                "recreate it from the runner's stack, or give the runner a new table name"
+            )
+    attribute = model._ttl_attribute()  # type: ignore[no-untyped-call]
+    if attribute is not None and (
+        ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING")
+        or ttl.get("AttributeName") != attribute.attr_name
+    ):
+        raise ConfigError(
+            f"{where}: TTL is not on {attribute.attr_name} (found "
+            f"{ttl.get('TimeToLiveStatus', 'DISABLED')} {ttl.get('AttributeName', '')}); "
+            f"enable it, or finished records are kept forever"
+        )
+    _verified.add(model)
+
+
+def _describe(table: str, region: str, where: str) -> tuple[Any, Any]:
+    client = boto3.client("dynamodb", region_name=region)
+    try:
+        found = retry_sync(lambda: client.describe_table(TableName=table))["Table"]
+        ttl = retry_sync(lambda: client.describe_time_to_live(TableName=table))
+    except ClientError as error:
+        code = error_code(error)
+        if code == "ResourceNotFoundException":
+            raise ConfigError(
+                f"{where}: no such table; create it (the runner's stack does, or "
+                "--create-table for a local run)"
+            ) from None
+        if code in ("AccessDeniedException", "UnrecognizedClientException"):
+            raise ConfigError(
+                f"{where}: cannot be described ({code}); the worker needs "
+                "dynamodb:DescribeTable and dynamodb:DescribeTimeToLive on it"
+            ) from None
+        raise
+    return found, ttl.get("TimeToLiveDescription", {})
+
+
+def _keys(schema: list[dict[str, str]]) -> dict[str, str]:
+    return {key["AttributeName"]: key["KeyType"] for key in schema}
+
+
+def _shown(keys: dict[str, str]) -> str:
+    return " + ".join(f"{name} ({kind})" for name, kind in sorted(keys.items(), key=lambda k: k[1]))
 
 
 def condition_held(write: Callable[[], Any]) -> bool:

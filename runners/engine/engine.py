@@ -40,7 +40,7 @@ from runners.engine.runner import (
 from runners.engine.store import JobStore
 from runners.errors import RunnerInputError, TaskFailure, TryLater
 from runners.logs import get_logger, token_hash
-from runners.retry import is_ambiguous, is_retryable, is_unanswered, retry
+from runners.retry import error_code, is_ambiguous, is_retryable, is_unanswered, retry
 
 # Retries inside one check cycle give up after this long; the next cycle tries again.
 CYCLE_RETRY_SECONDS = 30.0
@@ -52,6 +52,10 @@ PROMPT_SEARCH_SECONDS = 5.0
 # A start that got no answer may still be on its way; its run is searched for only this
 # long after it was sent (three times the call clients' read timeout).
 UNANSWERED_START_SECONDS = 60.0
+
+
+# What a task the job table refused fails with (a state machine can Catch it).
+STORE_ERROR = "RunnerStoreError"
 
 
 class StartInDoubt(Exception):
@@ -70,6 +74,7 @@ class Counters:
     cancelled: int = 0
     claimed: int = 0
     lost: int = 0
+    store_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -158,8 +163,13 @@ class Engine(Generic[SpecT]):
             lease_expires_at=now + self.config.lease_seconds,
             created_at=now,
         )
-        # A received task must not be lost: keep trying to store it.
-        stored = await retry(lambda: self.store.create(record), None)
+        # A received task must not be lost: keep trying to store it while the table may
+        # come back; one it refuses (wrong table, missing permission) is failed at once.
+        try:
+            stored = await retry(lambda: self.store.create(record), None)
+        except Exception as error:
+            await self._store_refused(task, log, error)
+            return None
         if stored.owner != self.owner:
             log.warning("task already held by another worker", owner=stored.owner)
             return None
@@ -167,6 +177,20 @@ class Engine(Generic[SpecT]):
         self.in_flight[stored.task_id] = flight
         flight.log.info("task received")
         return flight
+
+    async def _store_refused(
+        self, task: ActivityTask, log: structlog.stdlib.BoundLogger, error: Exception
+    ) -> None:
+        """The job table refused the task for good: fail it with a name a state machine
+        can catch instead of leaving it to time out. Nothing was started."""
+        self.counters.store_errors += 1
+        cause = {
+            "table": self.config.table,
+            "error": error_code(error) or type(error).__name__,
+            "message": str(getattr(error, "cause", None) or error)[:1000],
+        }
+        log.error("the job table refused the task; it fails with " + STORE_ERROR, **cause)
+        await retry(partial(self.channel.fail, task.token, STORE_ERROR, json.dumps(cause)), None)
 
     # Starting ----------------------------------------------------------------------
 

@@ -25,7 +25,14 @@ from pynamodb.expressions.update import Action
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
-from runners.engine.dynamo import Bridge, bind, condition_held, ensure_table, epoch_datetime
+from runners.engine.dynamo import (
+    Bridge,
+    bind,
+    condition_held,
+    ensure_table,
+    epoch_datetime,
+    verify_table,
+)
 from runners.engine.records import Outcome, Status, TaskRecord
 
 
@@ -105,6 +112,10 @@ class DynamoStore:
     def create_table(self) -> None:
         """Create the table if missing (local use; deployed stacks create it)."""
         ensure_table(self.model)
+
+    def verify(self, role: str = "the job table") -> None:
+        """``ConfigError`` unless the table has this version's key, index and TTL."""
+        verify_table(self.model, role)
 
     async def create(self, record: TaskRecord) -> TaskRecord:
         item = self._to_model(record)

@@ -12,7 +12,10 @@ What moto lacks and this adds (Amazon Athena API reference):
   Athena queues again ("you may see the query state transition from RUNNING or FAILED
   to QUEUED", ``QueryExecutionStatus``);
 - statistics that follow the timeline, and ``InvalidRequestException`` for unknown
-  query and named-query ids.
+  query and named-query ids;
+- a query with no result location, neither its own nor its workgroup's, is refused
+  (``ResultConfiguration.OutputLocation``: "If none of them is set, Athena issues an
+  error that no output location is provided"; moto runs it).
 """
 
 from __future__ import annotations
@@ -100,6 +103,11 @@ def start_query_execution(self: AthenaResponse) -> str:
     token = self._get_param("ClientRequestToken")
     if workgroup and not backend.get_work_group(workgroup):
         raise InvalidRequestException(f"WorkGroup {workgroup} does not exist")
+    if not _output_location(backend, config, workgroup):
+        raise InvalidRequestException(
+            "No output location provided. An output location is required either through "
+            "the Workgroup result configuration setting or as an API input."
+        )
     fingerprint = json.dumps([query, context, config, workgroup, parameters], sort_keys=True)
     tokens = _client_tokens(backend)
     if token and token in tokens:
@@ -113,6 +121,16 @@ def start_query_execution(self: AthenaResponse) -> str:
     if token:
         tokens[token] = (execution.id, fingerprint)
     return json.dumps({"QueryExecutionId": execution.id})
+
+
+def _output_location(
+    backend: AthenaBackend, config: dict[str, Any] | None, workgroup: str | None
+) -> str | None:
+    """The query's result location, or its workgroup's."""
+    group = backend.work_groups.get(workgroup or "primary")
+    configured = (group.configuration or {}).get("ResultConfiguration", {}) if group else {}
+    location: str | None = (config or {}).get("OutputLocation") or configured.get("OutputLocation")
+    return location
 
 
 def _start(

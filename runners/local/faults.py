@@ -27,7 +27,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-FaultKind = Literal["throttle", "error", "hang", "lost"]
+FaultKind = Literal["throttle", "error", "hang", "lost", "deny"]
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 
@@ -67,7 +67,8 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 class Fault:
     """Answer matching calls with an AWS-style failure instead of serving them.
 
-    ``throttle`` answers ``ThrottlingException`` (S3: ``SlowDown``), ``error`` answers
+    ``throttle`` answers ``ThrottlingException`` (S3: ``SlowDown``), ``deny`` answers
+    ``AccessDeniedException`` (a role whose policy lacks the action), ``error`` answers
     HTTP 500, ``hang`` holds the request for ``seconds`` and then serves it, ``lost``
     serves it and then answers HTTP 500 (the call took effect, the client cannot know:
     "InternalFailure ... an unknown error"). ``rate`` is the share of matching calls
@@ -168,7 +169,7 @@ class _Middleware:
         service, operation, is_json = _identify(environ, body)
         name = f"{service}:{operation}"
         fault = self._injector._pick_fault(name)
-        if fault is not None and fault.kind in ("throttle", "error"):
+        if fault is not None and fault.kind in ("throttle", "error", "deny"):
             return _failure(fault.kind, service, is_json, start_response)
         if fault is not None and fault.kind == "hang":
             _hang(fault)
@@ -242,7 +243,7 @@ def _query_action(query: str) -> str | None:
 
 
 def _failure(
-    kind: Literal["throttle", "error"],
+    kind: Literal["throttle", "error", "deny"],
     service: str,
     is_json: bool,
     start_response: Callable[..., Any],
@@ -250,6 +251,11 @@ def _failure(
     status, code, message = {
         "throttle": ("400 Bad Request", "ThrottlingException", "Rate exceeded"),
         "error": ("500 Internal Server Error", "InternalFailure", "Injected internal failure"),
+        "deny": (
+            "400 Bad Request",
+            "AccessDeniedException",
+            "User is not authorized to perform this action (injected)",
+        ),
     }[kind]
     if is_json:
         payload = json.dumps({"__type": code, "message": message}).encode()
@@ -257,10 +263,12 @@ def _failure(
     elif service == "s3":
         if kind == "throttle":
             status, code = "503 Slow Down", "SlowDown"
+        elif kind == "deny":
+            status, code = "403 Forbidden", "AccessDenied"
         payload = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
         content_type = "application/xml"
     else:
-        code = "Throttling" if kind == "throttle" else code
+        code = {"throttle": "Throttling", "deny": "AccessDenied"}.get(kind, code)
         payload = (
             f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
             f"<Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"

@@ -18,6 +18,8 @@ the AWS Step Functions API reference:
   ``SendTaskSuccess`` / ``SendTaskFailure`` / ``SendTaskHeartbeat`` answer
   ``TaskTimedOut``; a token never issued answers ``InvalidToken``;
 - ``SendTaskFailure`` keeps its ``cause`` (moto drops it);
+- task tokens are opaque text of several hundred characters, as AWS's are (moto: a
+  36-character UUID); the API accepts tokens of up to 2,048 characters;
 - ``StartExecution`` without a name gets a generated UUID name;
 - ``DescribeExecution`` returns an output that is a JSON string as JSON;
 - service integrations (``arn:aws:states:::sns:publish``...) call this emulator, not
@@ -29,9 +31,11 @@ win: the task's own deadlines replace the interpreter's generic state timeout.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import logging
+import secrets
 import threading
 import time
 import uuid
@@ -96,6 +100,9 @@ DEFAULT_POLL_SECONDS = 60.0
 # about (a failed Parallel branch, the execution's own timeout). Stops and reports are
 # delivered at once.
 _FRAME_CHECK_SECONDS = 1.0
+# Task tokens as AWS issues them: opaque base64 of several hundred characters.
+TOKEN_PREFIX = "AQB4AAAAKgAAAAMAAAAAAAAAA"
+TOKEN_BYTES = 512
 
 
 class Settings:
@@ -507,7 +514,7 @@ class EmulatedStateTaskActivity(StateTaskActivity):  # type: ignore[misc]
         task_input = to_json_str(self._eval_parameters(env=env))
         activity_arn = self.resource.resource_arn
         task = ActivityTask(
-            token=env.states.context_object.update_task_token(),
+            token=_task_token(env),
             task_input=task_input,
             execution_arn=env.states.context_object.context_object_data["Execution"]["Id"],
             frame=env,
@@ -646,6 +653,15 @@ def _eval_program(self: Program, env: Environment) -> None:
         EvalComponent.eval(self, env)
     except Exception:  # moto's own thread would end the same way: the execution goes on
         _LOG.exception("state machine program failed")
+
+
+def _task_token(env: Environment) -> str:
+    """A token shaped like AWS's: opaque base64 text of several hundred characters (the
+    API takes up to 2,048), where moto issues a 36-character UUID."""
+    token = TOKEN_PREFIX + base64.b64encode(secrets.token_bytes(TOKEN_BYTES)).decode()
+    env.states.context_object.update_task_token()
+    env.states.context_object.context_object_data["Task"]["Token"] = token
+    return token
 
 
 def install() -> None:

@@ -249,6 +249,7 @@ async def build(context: RunnerContext[S3WaitOptions]) -> S3WaitRunner:
     context.at_close(waits.close)
     if context.create_tables:
         waits.create_table()
+    waits.verify()
     return S3WaitRunner(
         await context.client("s3"),
         waits,
@@ -268,6 +269,8 @@ RUNNER = RunnerDefinition(
     permissions=(
         Permission(
             (
+                "dynamodb:DescribeTable",
+                "dynamodb:DescribeTimeToLive",
                 "dynamodb:GetItem",
                 "dynamodb:BatchGetItem",
                 "dynamodb:PutItem",

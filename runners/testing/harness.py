@@ -22,6 +22,7 @@ from runners.engine.config import EngineConfig
 from runners.engine.engine import Engine
 from runners.engine.records import TaskRecord, task_id_for
 from runners.engine.runner import Runner, SpecT
+from runners.engine.store import JobStore
 from runners.testing.memory import ACTIVITY_ARN, MemoryChannel, MemoryStore, Report
 
 FAST = {
@@ -38,10 +39,11 @@ class RunnerHarness(Generic[SpecT]):
         runner: Runner[SpecT],
         owner: str = "harness",
         retry_seconds: float = 1.0,
+        store: JobStore | None = None,
         **config: Any,
     ) -> None:
         self.channel = MemoryChannel()
-        self.store = MemoryStore()
+        self.store = store or MemoryStore()
         self.config = EngineConfig(activity_arn=ACTIVITY_ARN, table="memory", **{**FAST, **config})
         # Retries give up within a second, so a test of an outage is quick.
         self.engine: Engine[SpecT] = Engine(
@@ -87,7 +89,11 @@ class RunnerHarness(Generic[SpecT]):
             await asyncio.sleep(self.config.check_interval_seconds)
             await self.engine.check()
 
+    def records(self) -> list[TaskRecord]:
+        """Every record stored (in the harness's memory store)."""
+        assert isinstance(self.store, MemoryStore)
+        return self.store.records()
+
     def record(self, token: str) -> TaskRecord | None:
         """The task's record as stored."""
-        by_id = {record.task_id: record for record in self.store.records()}
-        return by_id.get(task_id_for(token))
+        return {record.task_id: record for record in self.records()}.get(task_id_for(token))

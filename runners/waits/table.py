@@ -22,7 +22,14 @@ from pynamodb.attributes import (
 )
 from pynamodb.models import Model
 
-from runners.engine.dynamo import Bridge, bind, condition_held, ensure_table, epoch_datetime
+from runners.engine.dynamo import (
+    Bridge,
+    bind,
+    condition_held,
+    ensure_table,
+    epoch_datetime,
+    verify_table,
+)
 from runners.waits.model import Arrival, Matcher
 
 WAITING, RELEASING, RELEASED = "WAITING", "RELEASING", "RELEASED"
@@ -90,6 +97,9 @@ class WaitTable:
 
     def create_table(self) -> None:
         ensure_table(self.model)
+
+    def verify(self) -> None:
+        verify_table(self.model, "the wait table")
 
     # Arrivals ----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,35 @@ def test_deploying_a_package_not_built_says_how_to_build_it(aws: Emulator, tmp_p
     result = run_pynt("deploylambda[gluerunner]", env=env)
     assert result.returncode == 1
     assert "gluerunner.zip not built: pynt packagelambda[gluerunner]" in result.stderr
+
+
+def test_a_stack_prefix_names_every_stack_the_tasks_create_and_read(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    """Two deployments in one account (the original sample and this one during a
+    switch-over, or two environments): RUNNERS_STACK_PREFIX names this one's stacks, and
+    references between them (``{{stack:...}}``) find the prefixed stacks."""
+    aws.client("cloudformation").create_stack(
+        StackName="blue-step-functions-resources",
+        TemplateBody=json.dumps(
+            {
+                "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+                "Outputs": {"SourceDataBucketName": {"Value": "blue-data"}},
+            }
+        ),
+    )
+    env = {**pynt_env(aws, filled_params(tmp_path / "params")), "RUNNERS_STACK_PREFIX": "blue-"}
+
+    created = run_pynt("createstack[glue-resources]", env=env)
+    status = run_pynt("stackstatus", env=env)
+    invalid = run_pynt("stackstatus", env={**env, "RUNNERS_STACK_PREFIX": "9 lives/"})
+
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert "blue-glue-resources: creating" in created.stdout
+    names = [s["StackName"] for s in aws.client("cloudformation").describe_stacks()["Stacks"]]
+    assert sorted(names) == ["blue-glue-resources", "blue-step-functions-resources"]
+    assert re.search(r"^blue-glue-resources +CREATE_COMPLETE$", status.stdout, re.MULTILINE)
+    assert invalid.returncode == 1
+    assert "RUNNERS_STACK_PREFIX: '9 lives/step-functions-resources' is not a valid stack name" in (
+        invalid.stderr
+    )

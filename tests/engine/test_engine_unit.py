@@ -13,10 +13,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runners.engine.inputs import Fields
-from runners.engine.records import Outcome, Status
+from runners.engine.records import Outcome, Status, TaskRecord
 from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
 from runners.engine.service import Phase, Refusals, StateTable
-from runners.testing import Report, RunnerHarness
+from runners.testing import MemoryStore, Report, RunnerHarness
 
 STATES = StateTable(
     "fake", "JobState", running={"RUNNING"}, succeeded={"DONE"}, failed={"BROKEN", "STOPPED"}
@@ -129,7 +129,7 @@ def test_bad_input_fails_the_task_and_stores_nothing() -> None:
     async def scenario() -> tuple[Report, Any]:
         async with RunnerHarness(FakeRunner(JobService())) as harness:
             token = await harness.submit('{"JobName": 7}')
-            return await harness.settle(token), harness.store.records()
+            return await harness.settle(token), harness.records()
 
     report, records = run(scenario())
 
@@ -165,6 +165,31 @@ def test_a_refused_start_is_read_from_the_runners_refusal_table(
 
     assert (report.kind, report.error, json.loads(report.cause or "")) == ("failure", error, cause)
     assert service.starts == 1  # a refusal is final: never retried
+
+
+class RefusingStore(MemoryStore):
+    """A job table that refuses every new task for good (a policy without PutItem)."""
+
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        raise refused("AccessDeniedException")
+
+
+def test_a_task_the_job_table_refuses_fails_with_runner_store_error_at_once() -> None:
+    service = JobService()
+
+    async def scenario() -> tuple[Report, Any]:
+        harness = RunnerHarness(FakeRunner(service), store=RefusingStore())
+        async with harness:
+            token = await harness.submit({"JobName": "nightly"})
+            return harness.channel.tasks[token].reports[0], harness.engine.counters
+
+    report, counters = run(scenario())
+
+    assert (report.kind, report.error) == ("failure", "RunnerStoreError")
+    cause = json.loads(report.cause or "")
+    assert (cause["table"], cause["error"]) == ("memory", "AccessDeniedException")
+    assert service.starts == 0  # nothing was started for a task that was not stored
+    assert counters.store_errors == 1
 
 
 def test_a_limit_is_retried_until_the_start_timeout_then_fails_with_its_error() -> None:

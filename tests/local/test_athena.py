@@ -50,6 +50,27 @@ def test_client_request_token_starts_one_query(athena: Any) -> None:
     assert start(athena, "SELECT * FROM sales") != first
 
 
+def test_a_query_with_no_output_location_anywhere_is_refused(athena: Any) -> None:
+    """ResultConfiguration.OutputLocation: "To run the query, you must specify the query
+    results location using one of the ways: either for individual queries using either
+    this setting (client-side), or in the workgroup, using WorkGroupConfiguration. If none
+    of them is set, Athena issues an error that no output location is provided." """
+    with pytest.raises(ClientError) as raised:
+        athena.start_query_execution(QueryString="SELECT 1")
+    assert error_code(raised.value) == "InvalidRequestException"
+    assert "output location" in str(raised.value)
+
+    athena.create_work_group(
+        Name="reports",
+        Configuration={"ResultConfiguration": {"OutputLocation": "s3://reports/results/"}},
+    )
+    query_id = athena.start_query_execution(QueryString="SELECT 1", WorkGroup="reports")[
+        "QueryExecutionId"
+    ]
+    execution = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+    assert execution["WorkGroup"] == "reports"
+
+
 def test_a_reused_token_with_changed_parameters_is_rejected(athena: Any) -> None:
     """ClientRequestToken: "An error is returned if a parameter, such as QueryString,
     has changed." """

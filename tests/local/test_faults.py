@@ -81,6 +81,32 @@ def test_http_500_answers_internal_failure(aws: Emulator) -> None:
     assert error_code(raised.value) == "InternalFailure"
 
 
+def test_deny_answers_access_denied_as_a_missing_permission_does(aws: Emulator) -> None:
+    """An action the caller's policy does not allow is refused "AccessDeniedException ...
+    User is not authorized to perform" (HTTP 400, DynamoDB's JSON protocol), and is not
+    applied."""
+    aws.client("dynamodb").create_table(
+        TableName="T",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    aws.faults.add(Fault("dynamodb:PutItem", "deny"))
+    dynamodb = aws.client("dynamodb", **NO_RETRIES)
+
+    with pytest.raises(ClientError) as raised:
+        dynamodb.put_item(TableName="T", Item={"k": {"S": "a"}})
+
+    assert (
+        error_code(raised.value),
+        raised.value.response["ResponseMetadata"]["HTTPStatusCode"],
+    ) == (
+        "AccessDeniedException",
+        400,
+    )
+    assert dynamodb.scan(TableName="T")["Items"] == []
+
+
 def test_a_lost_response_hides_a_call_that_took_effect(aws: Emulator) -> None:
     """AWS: a 500 "InternalFailure" says nothing of whether the request was applied;
     ``lost`` applies it and answers 500, the case idempotent starts exist for."""

@@ -7,6 +7,7 @@ reference (https://docs.aws.amazon.com/step-functions/latest/apireference/).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -101,6 +102,23 @@ def test_a_task_whose_input_is_a_json_string_gets_it_json_encoded(sfn: Any, acti
 
     assert task["input"] == json.dumps(document)
     assert json.loads(json.loads(task["input"])) == {"GlueJobName": "ProcessSalesData"}
+
+
+def test_task_tokens_are_opaque_and_as_long_as_aws_makes_them(sfn: Any, activity: str) -> None:
+    """GetActivityTask taskToken: "The string that represents a task token" of "Length
+    Constraints: Minimum length of 1. Maximum length of 2048"; AWS's are opaque base64
+    text of several hundred characters (moto's are 36-character UUIDs)."""
+    machine = activity_machine(sfn, "tokens", activity)
+    start(sfn, machine)
+    start(sfn, machine)
+
+    first, second = poll(sfn, activity), poll(sfn, activity)
+
+    for task in (first, second):
+        assert 500 <= len(task["taskToken"]) <= 2048
+        assert re.fullmatch(r"[A-Za-z0-9+/=]+", task["taskToken"])
+    assert first["taskToken"] != second["taskToken"]
+    sfn.send_task_success(taskToken=first["taskToken"], output="{}")
 
 
 def test_a_poll_waits_for_a_task_scheduled_after_it_began(sfn: Any, activity: str) -> None:
