@@ -15,6 +15,10 @@ from tests.workers import config, running_worker
 ROLE = "arn:aws:iam::123456789012:role/Glue"
 
 
+# Athena refuses a query with no result location (its own or its workgroup's).
+RESULTS = {"AthenaResultOutputLocation": "s3://results/"}
+
+
 def glue_job(
     aws: Emulator, name: str, behaviour: RunBehaviour | None = None, max_concurrent: int = 1
 ) -> str:
@@ -162,7 +166,7 @@ def test_a_failed_query_is_caught_as_athena_query_failed_error(
     execution = start(
         sfn,
         task_machine(sfn, "catch-athena", athena_activity, catch="AthenaQueryFailedError"),
-        {"AthenaQueryString": "SELECT broken(", "AthenaDatabase": "db"},
+        {"AthenaQueryString": "SELECT broken(", "AthenaDatabase": "db", **RESULTS},
     )
 
     with running_worker(config("athena", athena_activity)):
@@ -191,7 +195,7 @@ def test_a_failure_athena_retries_is_not_reported(
     execution = start(
         sfn,
         task_machine(sfn, "flaky", athena_activity),
-        {"AthenaQueryString": "SELECT flaky", "AthenaDatabase": "db"},
+        {"AthenaQueryString": "SELECT flaky", "AthenaDatabase": "db", **RESULTS},
     )
 
     with running_worker(config("athena", athena_activity)):
