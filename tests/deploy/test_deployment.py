@@ -208,7 +208,7 @@ def _image_command(build_dir: Path, tmp_path: Path) -> list[str]:
             name
             for name in names
             if name == "__pycache__"
-            or (Path(directory).name == "runners" and name in ("local", "demo"))
+            or (Path(directory).name == "runners" and name in ("local", "demo", "testing"))
         ],
     )
     [dependencies] = (build_dir / "dependencies").iterdir()
