@@ -376,9 +376,7 @@ class Engine(Generic[SpecT]):
                     lambda: self.runner.find(flight.spec, self._task_start(flight)),
                     self.retry_seconds,
                 )
-            except (TaskFailure, ClientError) as error:
-                if isinstance(error, ClientError) and is_retryable(error):
-                    raise
+            except (TaskFailure, TryLater):
                 flight.log.info("the start in doubt was refused: no job to stop")
         if run_id:
             job = Job(flight.spec, run_id)

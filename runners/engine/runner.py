@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from runners.engine.service import Refusals
 from runners.errors import RunnerError
+from runners.retry import is_retryable
 
 SpecT = TypeVar("SpecT")
 
@@ -96,7 +97,12 @@ class Runner(ABC, Generic[SpecT]):
     async def find(self, spec: SpecT, task: TaskStart) -> str | None:
         """The run an earlier start made for the task (after a crash or an ambiguous
         failure), if any. For an idempotent start, starting again is how to find it."""
-        return await self.start(spec, task)
+        try:
+            return await self.start(spec, task)
+        except ClientError as error:
+            if is_retryable(error):
+                raise
+            raise self.refused(spec, error) from error
 
     def refused(self, spec: SpecT, error: ClientError) -> RunnerError:
         """What a refused start means for the task."""

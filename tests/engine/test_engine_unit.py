@@ -248,6 +248,27 @@ def test_a_start_in_doubt_is_found_and_stopped_when_its_execution_stops() -> Non
     assert (record.status, record.outcome, record.run_id) == (Status.DONE, Outcome.CANCELLED, None)
 
 
+def test_a_start_in_doubt_that_is_refused_when_found_leaves_nothing_to_stop() -> None:
+    service = JobService(lose_answers=1000)
+
+    async def scenario() -> Any:
+        harness = RunnerHarness(
+            FakeRunner(service), retry_seconds=0.3, heartbeat_interval_seconds=0.05
+        )
+        async with harness:
+            token = await harness.submit({"JobName": "nightly"})
+            service.refuse_with = refused("LimitExceeded")  # the job was never made
+            service.by_key.clear()
+            harness.channel.close(token)
+            await harness.engine.check()
+            return harness.record(token)
+
+    record = run(scenario())
+
+    assert service.stopped == []
+    assert (record.status, record.outcome) == (Status.DONE, Outcome.CANCELLED)
+
+
 def test_output_over_256_kib_fails_the_task_with_runner_output_error() -> None:
     service = JobService(result_size=300_000)
 
