@@ -228,8 +228,13 @@ def test_a_start_in_doubt_is_found_and_stopped_when_its_execution_stops() -> Non
     service = JobService(lose_answers=1000)
 
     async def scenario() -> Any:
+        # The start is retried a check interval after it failed: long enough that the
+        # check below meets a task due only for its heartbeat.
         harness = RunnerHarness(
-            FakeRunner(service), retry_seconds=0.3, heartbeat_interval_seconds=0.05
+            FakeRunner(service),
+            retry_seconds=0.3,
+            heartbeat_interval_seconds=0.05,
+            check_interval_seconds=5.0,
         )
         async with harness:
             token = await harness.submit({"JobName": "nightly"})
@@ -252,8 +257,13 @@ def test_a_start_in_doubt_that_is_refused_when_found_leaves_nothing_to_stop() ->
     service = JobService(lose_answers=1000)
 
     async def scenario() -> Any:
+        # The start is retried a check interval after it failed: long enough that the
+        # check below meets a task due only for its heartbeat.
         harness = RunnerHarness(
-            FakeRunner(service), retry_seconds=0.3, heartbeat_interval_seconds=0.05
+            FakeRunner(service),
+            retry_seconds=0.3,
+            heartbeat_interval_seconds=0.05,
+            check_interval_seconds=5.0,
         )
         async with harness:
             token = await harness.submit({"JobName": "nightly"})

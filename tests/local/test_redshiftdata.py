@@ -37,26 +37,32 @@ def test_a_statement_moves_through_its_states_on_the_clock(aws: Emulator, data: 
     aws.redshift_statements.add(
         "FROM sales",
         RunBehaviour(
-            duration=1.0, metrics={"ResultRows": 42, "ResultSize": 512, "HasResultSet": 1}
+            phases=(("SUBMITTED", 1.0), ("PICKED", 1.0), ("STARTED", 1.0)),
+            final_state="FINISHED",
+            metrics={"ResultRows": 42, "ResultSize": 512, "HasResultSet": 1},
         ),
     )
     statement_id = data.execute_statement(Sql="SELECT * FROM sales", **TARGET)["Id"]
 
     seen = [status(data, statement_id)]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while seen[-1] != "FINISHED" and time.monotonic() < deadline:
         time.sleep(0.05)
         seen.append(status(data, statement_id))
     described = data.describe_statement(Id=statement_id)
 
-    assert seen[0] in ("SUBMITTED", "PICKED")
-    assert "STARTED" in seen
+    assert [state for n, state in enumerate(seen) if seen.index(state) == n] == [
+        "SUBMITTED",
+        "PICKED",
+        "STARTED",
+        "FINISHED",
+    ]
     assert (described["ResultRows"], described["ResultSize"], described["HasResultSet"]) == (
         42,
         512,
         True,
     )
-    assert 0.5e9 < described["Duration"] < 1.5e9  # "The amount of time in nanoseconds"
+    assert described["Duration"] == 1_000_000_000  # "The amount of time in nanoseconds"
     assert described["QueryString"] == "SELECT * FROM sales"
     assert described["WorkgroupName"] == "etl"
 
@@ -109,17 +115,19 @@ def test_a_batch_runs_its_statements_in_order(aws: Emulator, data: Any) -> None:
     """BatchExecuteStatement: "Runs one or more SQL statements, which can be data
     manipulation language (DML) or data definition language (DDL)"; Sqls holds 1 to 40;
     SubStatements: "The SQL statements from a multiple statement run.\""""
-    aws.redshift_statements.default = RunBehaviour(duration=0.3)
+    aws.redshift_statements.add("CREATE", RunBehaviour(duration=0.2))
+    aws.redshift_statements.add("INSERT", RunBehaviour(duration=2.0))
     statement_id = data.batch_execute_statement(
         Sqls=["CREATE TABLE t (n int)", "INSERT INTO t VALUES (1)"], **TARGET
     )["Id"]
-    time.sleep(0.35)
+    first = f"{statement_id}:1"
+    wait_until(lambda: data.describe_statement(Id=first)["Status"] == "FINISHED")
 
     during = data.describe_statement(Id=statement_id)
-    wait_until(lambda: status(data, statement_id) == "FINISHED")
+    wait_until(lambda: status(data, statement_id) == "FINISHED", timeout=15)
     after = data.describe_statement(Id=statement_id)
 
-    assert during["Status"] == "STARTED"
+    assert during["Status"] == "STARTED"  # the second statement has 2 s to go
     assert during["SubStatements"][0]["Status"] == "FINISHED"
     assert [s["Id"] for s in after["SubStatements"]] == [f"{statement_id}:1", f"{statement_id}:2"]
     assert all(s["Status"] == "FINISHED" for s in after["SubStatements"])
