@@ -1,10 +1,14 @@
 """Benchmarks: our worker against the original sample's algorithm, on the embedded emulator.
 
-    python benchmarks/run.py            # the full run (about 35 minutes)
-    python benchmarks/run.py --quick    # every scenario, small and short (CI's smoke run)
+    python benchmarks/run.py                  # the full run (about 35 minutes)
+    python benchmarks/run.py --quick          # every scenario, small and short (CI's smoke run)
+    python benchmarks/run.py --runners-only   # only the per-runner section (about 8 minutes)
 
 Prints one table: each figure for runners, the same for the baseline, and how many times
-better runners does. ``--json FILE`` also writes the raw figures.
+better runners does; then the per-runner section, our worker alone (the baseline only
+knows Glue and Athena): every job runner's status calls per task and per check.
+``--runners-only`` runs just that section (full size; small with ``--quick``).
+``--json FILE`` also writes the raw figures.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
+from benchmarks.runners_table import RUNNERS, RunnerResult, run_runner
 from benchmarks.scenarios import (
     FULL,
     HEARTBEAT,
@@ -41,7 +46,7 @@ from benchmarks.scenarios import (
 )
 from runners.local import Emulator
 
-Row = tuple[str, str, str, str]
+Row = tuple[str, ...]
 T = TypeVar("T")
 
 
@@ -50,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes and short waits")
     parser.add_argument("--executions", type=int, help="executions per flow (default 500)")
     parser.add_argument("--tracked-jobs", type=int, help="jobs one worker tracks (default 10000)")
+    parser.add_argument("--runners-only", action="store_true", help="only the per-runner section")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -60,45 +66,68 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     figures: dict[str, Any] = {"sizes": asdict(sizes), "machine": machine()}
     began = time.monotonic()
+    flows: dict[str, FlowResult] = {}
+    scale: ScaleResult | None = None
     with (
         tempfile.TemporaryDirectory() as workdir,
         Emulator(activity_poll_seconds=sizes.poll_seconds) as aws,
     ):
         os.environ.update(aws.client_env())
-        figures["ceiling"] = emulator_ceiling(aws)
-        flows: dict[str, FlowResult] = {}
-        for runner in ("glue", "athena"):
-            for side in ("runners", "baseline"):
-                flows[f"{runner}/{side}"] = progress(
-                    f"{runner}, {sizes.executions} executions, {side}",
-                    partial(run_flow, aws, side, runner, sizes, Path(workdir)),
-                )
-        for side in ("runners", "baseline"):
-            flows[f"polls/{side}"] = progress(
-                f"{sizes.polled_executions} tasks, {side}",
-                partial(
-                    run_flow,
-                    aws,
-                    side,
-                    "glue",
-                    sizes,
-                    Path(workdir),
-                    executions=sizes.polled_executions,
-                    pollers=sizes.open_polls if side == "runners" else None,
-                ),
+        if not args.runners_only:
+            figures["ceiling"] = emulator_ceiling(aws)
+            flows = run_flows(aws, sizes, Path(workdir))
+            scale = progress(
+                f"{sizes.tracked_jobs} tracked jobs",
+                partial(track_many, aws, sizes, Path(workdir)),
             )
-        scale = progress(
-            f"{sizes.tracked_jobs} tracked jobs", partial(track_many, aws, sizes, Path(workdir))
-        )
+        runners = {
+            name: progress(
+                f"{name}, {sizes.runner_executions} executions, runners alone",
+                partial(run_runner, aws, name, sizes, Path(workdir)),
+            )
+            for name in RUNNERS
+        }
     figures["flows"] = {name: summary(flow) for name, flow in flows.items()}
-    figures["scale"] = asdict(scale)
+    if scale is not None:
+        figures["scale"] = asdict(scale)
+    figures["runners"] = {name: runner_summary(result) for name, result in runners.items()}
     figures["seconds"] = time.monotonic() - began
     print()
-    print(render(sizes, figures, flows, scale))
+    if scale is not None:
+        print(render(sizes, figures, flows, scale))
+        print()
+    print(render_runners(sizes, runners))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
-    complete = all(flow.succeeded == flow.executions for flow in flows.values())
+    results: list[FlowResult | RunnerResult] = [*flows.values(), *runners.values()]
+    complete = all(result.succeeded == result.executions for result in results)
     return 0 if complete else 1
+
+
+def run_flows(aws: Emulator, sizes: Sizes, workdir: Path) -> dict[str, FlowResult]:
+    """Both sides on the Glue and Athena flows, then on the polls flow."""
+    flows: dict[str, FlowResult] = {}
+    for runner in ("glue", "athena"):
+        for side in ("runners", "baseline"):
+            flows[f"{runner}/{side}"] = progress(
+                f"{runner}, {sizes.executions} executions, {side}",
+                partial(run_flow, aws, side, runner, sizes, workdir),
+            )
+    for side in ("runners", "baseline"):
+        flows[f"polls/{side}"] = progress(
+            f"{sizes.polled_executions} tasks, {side}",
+            partial(
+                run_flow,
+                aws,
+                side,
+                "glue",
+                sizes,
+                workdir,
+                executions=sizes.polled_executions,
+                pollers=sizes.open_polls if side == "runners" else None,
+            ),
+        )
+    return flows
 
 
 def progress(label: str, run: Callable[[], T]) -> T:
@@ -129,6 +158,15 @@ def summary(flow: FlowResult) -> dict[str, Any]:
         "completion_p95": percentile(flow.completion, 0.95),
         "open_polls": flow.open_polls,
         "calls": dict(flow.calls),
+    }
+
+
+def runner_summary(result: RunnerResult) -> dict[str, Any]:
+    return {
+        **asdict(result),
+        "status_per_task": round(result.per_task(result.status_calls), 3),
+        "status_per_task_per_check": round(result.per_task_per_check, 3),
+        "heartbeats_per_task": round(result.per_task(result.heartbeats), 3),
     }
 
 
@@ -239,8 +277,54 @@ def ratio(ours_better: float, theirs: float) -> str:
     return f"{ours_better / theirs:.1f}x"
 
 
+def render_runners(sizes: Sizes, results: dict[str, RunnerResult]) -> str:
+    """The per-runner section. "Per check" divides status calls by the check cycles
+    the tasks were tracked through (see ``tracked_cycles``): 1.0 is what checking every
+    job on its own would cost."""
+    low, high = sizes.job_seconds
+    lines = [
+        f"Per runner, our worker alone: {sizes.runner_executions} executions each, jobs "
+        f"{low:g}-{high:g} s, checks every {sizes.check_seconds:g} s",
+        "",
+    ]
+    rows: list[Row] = [
+        (
+            "Runner",
+            "succeeded",
+            "checks / task",
+            "status calls / task",
+            "per task per check",
+            "heartbeats / task",
+        )
+    ]
+    for name, result in results.items():
+        rows.append(
+            (
+                name,
+                f"{result.succeeded} / {result.executions}",
+                f"{result.per_task(result.check_cycles):.2f}",
+                f"{result.per_task(result.status_calls):.3f}",
+                f"{result.per_task_per_check:.3f}",
+                f"{result.per_task(result.heartbeats):.3f}",
+            )
+        )
+    notes = [
+        "",
+        "checks / task: each task's tracked time (received -> reported, from its history)",
+        "  over the check interval; per check: status calls / those checks, all tasks'",
+        "  (1.0 = one call per job per check).",
+    ]
+    if "dms" in results:
+        dms = results["dms"]
+        notes.append(
+            f"dms: not counted, the describe each start makes first (for its start type): "
+            f"{dms.per_task(dms.start_calls):.2f} per task."
+        )
+    return "\n".join(lines + table(rows) + notes)
+
+
 def table(rows: list[Row]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for index, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [

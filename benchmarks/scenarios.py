@@ -52,6 +52,8 @@ class Sizes:
     tracked_jobs: int = 10_000
     open_polls: int = 100
     polled_executions: int = 20
+    runner_executions: int = 200  # per runner, in the per-runner section
+    check_seconds: float = 5.0  # the per-runner section's check interval (the default)
 
 
 FULL = Sizes()
@@ -64,6 +66,12 @@ QUICK = Sizes(
     tracked_jobs=300,
     open_polls=20,
     polled_executions=5,
+    runner_executions=12,
+    # Scaled with the jobs, as the long poll is, so that a task goes through several
+    # checks as in the full run: with 1-3 s jobs and 5 s checks every job has ended by
+    # its first check, and a runner that reads each ended job for its result (Redshift,
+    # EMR Serverless) spends a call per job on that check, whatever its batching.
+    check_seconds=0.5,
 )
 
 
@@ -355,8 +363,8 @@ def collect(aws: Emulator, side: str, runner: str, arns: list[str]) -> FlowResul
 
 
 def history(sfn: Any, arn: str) -> dict[str, Any]:
-    """When the execution started and ended, its task was scheduled and reported, and
-    the run id its output names."""
+    """When the execution started and ended, its task was scheduled, received and
+    reported, and the run id its output names."""
     item: dict[str, Any] = {}
     events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     for event in events:
@@ -366,6 +374,8 @@ def history(sfn: Any, arn: str) -> dict[str, Any]:
             item["started"] = at
         elif kind == "ActivityScheduled":
             item["scheduled"] = at
+        elif kind == "ActivityStarted":
+            item["received"] = at
         elif kind == "ActivitySucceeded":
             item["reported"] = at
             output = json.loads(event["activitySucceededEventDetails"].get("output") or "{}")

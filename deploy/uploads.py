@@ -84,6 +84,12 @@ def deploy_glue_scripts(s3: Any, parameters: Parameters, say: Printer) -> None:
     bucket, prefix = _split_s3_path(path)
     ensure_bucket(s3, bucket, say)
     _upload_all(s3, sorted((SAMPLES / "glue-scripts").glob("*.py")), bucket, prefix, say)
+    # The mixed pipeline's Spark step, when that pipeline is deployed.
+    emr_path = parameters.value(STACKS["step-functions-resources"], "MixedPipelineScriptsS3Path")
+    if emr_path:
+        bucket, prefix = _split_s3_path(emr_path)
+        ensure_bucket(s3, bucket, say)
+        _upload_all(s3, sorted((SAMPLES / "emr-scripts").glob("*.py")), bucket, prefix, say)
 
 
 def deploy_state_machines(s3: Any, parameters: Parameters, say: Printer) -> None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.runners_table import RUNNERS
 from benchmarks.scenarios import HEARTBEAT, STATUS_OPERATIONS
 from tests.test_demo import children_of
 
@@ -41,6 +42,10 @@ def test_the_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
         "Polls: long polls open at once",
         "Scale: 300 tracked jobs, peak RSS (MiB)",
         "one check cycle over all of them",
+        "Per runner, our worker alone: 12 executions each",
+        "status calls / task",
+        "per task per check",
+        "heartbeats / task",
     ):
         assert label in out, label
     assert re.search(r"emulator ceiling \d+ requests/s", out)
@@ -60,6 +65,14 @@ def test_the_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
     assert figures["flows"]["polls/runners"]["open_polls"] >= 20
     assert figures["scale"]["tracked"] == 300
     assert len(figures["scale"]["cycle_seconds"]) == 3
+    # Every job runner checks in batches: well under one status call per task per check.
+    assert set(figures["runners"]) == set(RUNNERS)
+    for name, runner in figures["runners"].items():
+        assert re.search(rf"^{name} +12 / 12 ", out, re.MULTILINE), name
+        assert runner["succeeded"] == runner["executions"] == 12, name
+        assert runner["status_calls"] > 0, name
+        assert runner["status_per_task_per_check"] < 1.0, name
+    assert figures["runners"]["dms"]["start_calls"] >= 12  # one describe before each start
 
 
 def status_calls(flow: dict[str, Any]) -> int:

@@ -75,6 +75,17 @@ def test_the_default_demo_succeeds_with_every_job_shown() -> None:
         ("glue-failure", ["GlueJobFailedError", "Notify Failure", "handled it"]),
         ("athena", ["Revenue By Region", "Top Salespeople", "B scanned"]),
         ("crawler", ["Crawl Processed Sales", "tables +1"]),
+        (
+            "mixed",
+            [
+                "FULL_LOAD_ONLY_FINISHED",
+                "glue     run jr_",
+                "emrstep  step s-",
+                "<- Build Sales Mart                 redshift",
+                "5 succeeded, 0 failed",
+            ],
+        ),
+        ("mixed-failure", ["DmsTaskFailedError", "Notify Failure", "handled it"]),
     ],
 )
 def test_other_scenarios(scenario: str, expected: list[str]) -> None:

@@ -3,6 +3,7 @@ checks made when it is read."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,24 @@ BUILTIN = list(registry.builtin().values())
 
 
 def test_the_projects_runners_are_found_in_their_modules() -> None:
-    assert {"athena", "crawler", "glue", "redshift", "s3wait"} <= set(registry.names())
+    assert {
+        "athena",
+        "crawler",
+        "dms",
+        "emrserverless",
+        "emrstep",
+        "glue",
+        "redshift",
+        "s3wait",
+    } <= set(registry.names())
     for definition in BUILTIN:
         assert definition.module == f"runners.services.{definition.module.rsplit('.', 1)[-1]}"
         assert registry.get(definition.name) is definition
 
 
 def test_an_unknown_runner_is_a_config_error_naming_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="'spark' is not one of athena, crawler, glue"):
+    known = "athena, crawler, dms, emrserverless, emrstep, glue"
+    with pytest.raises(ConfigError, match=f"'spark' is not one of {known}"):
         registry.get("spark")
     with pytest.raises(ConfigError, match="'spark' is not one of"):
         settings.served_from_environment({"RUNNERS_SERVE": "glue,spark"})
@@ -37,8 +48,19 @@ def test_each_state_table_classifies_every_state_the_service_has(definition: Any
     """The table is the one place a service's states are classified; AWS's API model
     lists the states, so a state AWS adds fails this test instead of a night's run."""
     table = definition.states
-    shape = botocore.session.get_session().get_service_model(table.service).shape_for(table.shape)
-    assert table.states == set(shape.enum)  # type: ignore[attr-defined]
+    assert table.states == documented_states(table.service, table.shape)
+
+
+def documented_states(service: str, shape_name: str) -> set[str]:
+    """An enumeration's values; for a string member (``ReplicationTask.Status``: DMS
+    models its statuses as a string), the values its documentation lists, as the API
+    reference does (``<code>"running"</code> - The task is performing...``)."""
+    model = botocore.session.get_session().get_service_model(service)
+    if "." not in shape_name:
+        return set(model.shape_for(shape_name).enum)  # type: ignore[attr-defined]
+    structure, member = shape_name.split(".")
+    documentation = model.shape_for(structure).members[member].documentation  # type: ignore[attr-defined]
+    return set(re.findall(r'<li> <p> <code>"([a-z-]+)"</code>', documentation))
 
 
 def plugin(

@@ -57,8 +57,8 @@ def run_demo(scenario_name: str = "sales", verbose: bool = False, out: TextIO = 
         WaitTable(WAIT_TABLE, REGION).create_table()
         scenario.behaviours(aws)
         say(
-            f"deployed the samples: buckets, 3 Glue jobs, 1 crawler, "
-            f"{len(deployment.activities)} activities, {len(MACHINES)} state machines"
+            "deployed the samples: buckets, 3 Glue jobs, 1 crawler, 1 DMS task, 1 EMR "
+            f"cluster, {len(deployment.activities)} activities, {len(MACHINES)} state machines"
         )
         events = QueueEventSource(
             aws.client("sqs"), deployment.notifications_queue, ons3objectcreated.handler
@@ -132,7 +132,7 @@ def _report(
     handled = any(row.kind == "sns" for row in rows)
     ok = follower.status == "SUCCEEDED" and handled == scenario.handled_failure
     if scenario.handled_failure and ok:
-        say("the Glue job failed and the flow handled it through its Catch path")
+        say("a job failed and the flow handled it through its Catch path")
     say("try: python -m runners demo --scenario " + " | ".join(SCENARIOS))
     return 0 if ok else 1
 

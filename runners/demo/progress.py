@@ -114,6 +114,10 @@ def describe_outcome(state: str, outcome: dict[str, Any], waited: float) -> Task
     return TaskRow(state, "task", "", "DONE", waited)
 
 
+# The members of the runners' failure causes that carry the service's own message.
+_CAUSE_MESSAGES = ("error_msg", "problem", "StateChangeReason", "failure_message")
+
+
 def _failed(state: str, outcome: dict[str, Any], waited: float) -> TaskRow:
     cause = outcome.get("cause") or ""
     try:
@@ -122,11 +126,7 @@ def _failed(state: str, outcome: dict[str, Any], waited: float) -> TaskRow:
         details = {}
     if isinstance(details, dict):  # the runners' causes carry the service's message
         cause = next(
-            (
-                str(v)
-                for k, v in details.items()
-                if k.endswith(("error_msg", "problem", "StateChangeReason")) and v
-            ),
+            (str(v) for k, v in details.items() if k.endswith(_CAUSE_MESSAGES) and v),
             cause,
         )
     return TaskRow(state, "failed", _short(cause), outcome["error"], waited)
@@ -167,6 +167,50 @@ def _crawler(state: str, outcome: dict[str, Any], _waited: float) -> TaskRow:
     )
 
 
+def _dms(state: str, outcome: dict[str, Any], _waited: float) -> TaskRow:
+    loaded = outcome.get("DmsTablesLoaded")
+    tables = f", {loaded} tables loaded" if loaded is not None else ""
+    return TaskRow(
+        state,
+        "dms",
+        f"task {outcome['DmsReplicationTaskIdentifier']}{tables}",
+        str(outcome.get("DmsStopReason") or outcome["DmsStatus"]).removeprefix("Stop Reason "),
+        _between(outcome, "DmsStartedAt", "DmsStoppedAt"),
+    )
+
+
+def _emr_step(state: str, outcome: dict[str, Any], _waited: float) -> TaskRow:
+    return TaskRow(
+        state,
+        "emrstep",
+        f"step {outcome['EmrStepId']} on {outcome['EmrClusterId']}",
+        outcome["EmrStepState"],
+        _between(outcome, "EmrStepStartedAt", "EmrStepEndedAt"),
+    )
+
+
+def _emr_serverless(state: str, outcome: dict[str, Any], _waited: float) -> TaskRow:
+    return TaskRow(
+        state,
+        "emr-sls",
+        f"run {outcome['EmrServerlessJobRunId'][:16]}...",
+        outcome["EmrServerlessJobRunState"],
+        outcome.get("EmrServerlessTotalExecutionDurationSeconds"),
+    )
+
+
+def _redshift(state: str, outcome: dict[str, Any], _waited: float) -> TaskRow:
+    rows = outcome.get("RedshiftResultRows")
+    counted = f", {rows:,} rows" if isinstance(rows, int) and rows >= 0 else ""
+    return TaskRow(
+        state,
+        "redshift",
+        f"statement {outcome['RedshiftStatementId'][:8]}...{counted}",
+        outcome["RedshiftStatementStatus"],
+        outcome.get("RedshiftDurationSeconds"),
+    )
+
+
 def _arrival(state: str, outcome: dict[str, Any], waited: float) -> TaskRow:
     return TaskRow(
         state,
@@ -186,6 +230,10 @@ _DESCRIBERS: list[tuple[str, Callable[[str, dict[str, Any], float], TaskRow]]] =
     ("GlueJobRunId", _glue),
     ("AthenaQueryExecutionId", _athena),
     ("GlueCrawlerName", _crawler),
+    ("DmsReplicationTaskArn", _dms),
+    ("EmrStepId", _emr_step),
+    ("EmrServerlessJobRunId", _emr_serverless),
+    ("RedshiftStatementId", _redshift),
     ("S3Key", _arrival),
     ("notified", _notification),
 ]

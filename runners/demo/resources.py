@@ -51,11 +51,24 @@ GLUE_JOBS = {
     ),
 }
 SALES_CRAWLER = "ProcessedSalesCrawler"
+CRM_TASK = "crm-accounts-full-load"
+EMR_CLUSTER = "runners-demo-spark"
+REDSHIFT_WORKGROUP = "analytics"
 MACHINES = {
     "marketing_and_sales_etl": "MarketingAndSalesETLOrchestrator",
     "athena_reports": "SalesReports",
     "job_then_crawler": "ProcessAndCrawlSales",
+    "mixed_pipeline": "MixedTechnologyPipeline",
 }
+# The job runners the demo worker serves: runner name, activity, job table.
+JOB_RUNNERS = (
+    ("glue", "GlueRunnerActivity", "GlueRunnerActiveJobs"),
+    ("athena", "AthenaRunnerActivity", "AthenaRunnerActiveJobs"),
+    ("crawler", "CrawlerRunnerActivity", "CrawlerRunnerActiveJobs"),
+    ("dms", "DmsRunnerActivity", "DmsRunnerActiveJobs"),
+    ("emrstep", "EmrStepRunnerActivity", "EmrStepRunnerActiveJobs"),
+    ("redshift", "RedshiftRunnerActivity", "RedshiftRunnerActiveJobs"),
+)
 
 
 class SamplesMissing(FileNotFoundError):
@@ -93,10 +106,11 @@ def deploy(aws: Emulator) -> Deployment:
     sfn, glue = aws.client("stepfunctions"), aws.client("glue")
     for bucket in (SOURCE_BUCKET, ARTIFACTS_BUCKET):
         s3.create_bucket(Bucket=bucket)
-    for script in sorted(sample("glue-scripts").glob("*.py")):
-        s3.put_object(
-            Bucket=ARTIFACTS_BUCKET, Key=f"glue-scripts/{script.name}", Body=script.read_bytes()
-        )
+    for folder in ("glue-scripts", "emr-scripts"):
+        for script in sorted(sample(folder).glob("*.py")):
+            s3.put_object(
+                Bucket=ARTIFACTS_BUCKET, Key=f"{folder}/{script.name}", Body=script.read_bytes()
+            )
     notifications = _queue(sqs, "source-data-created")
     s3.put_bucket_notification_configuration(
         Bucket=SOURCE_BUCKET,
@@ -117,9 +131,7 @@ def deploy(aws: Emulator) -> Deployment:
     activities = {
         name: sfn.create_activity(name=name)["activityArn"]
         for name in (
-            "GlueRunnerActivity",
-            "AthenaRunnerActivity",
-            "CrawlerRunnerActivity",
+            *(activity for _, activity, _ in JOB_RUNNERS),
             f"{SOURCE_BUCKET}-{SALES_FILE}",
             f"{SOURCE_BUCKET}-{MARKETING_FILE}",
         )
@@ -157,6 +169,16 @@ def deploy(aws: Emulator) -> Deployment:
         "AthenaDatabase": "sales",
         "AthenaResultsLocation": f"s3://{ARTIFACTS_BUCKET}/athena-results/",
         "Partition": "aws",
+        "DmsRunnerActivityArn": activities["DmsRunnerActivity"],
+        "EmrStepRunnerActivityArn": activities["EmrStepRunnerActivity"],
+        "RedshiftRunnerActivityArn": activities["RedshiftRunnerActivity"],
+        "CrmReplicationTaskArn": crm_replication_task(aws),
+        "CrmStartType": "start-replication",
+        "EmrClusterId": emr_cluster(aws),
+        "EmrScriptsS3Path": f"s3://{ARTIFACTS_BUCKET}/emr-scripts/",
+        "EmrOutputS3Path": f"s3://{ARTIFACTS_BUCKET}/output/",
+        "RedshiftWorkgroup": REDSHIFT_WORKGROUP,
+        "RedshiftDatabase": "dev",
     }
     machines = {
         name: sfn.create_state_machine(
@@ -193,13 +215,72 @@ def runner_configs(deployment: Deployment) -> list[RunnerConfig]:
     ]
     jobs = [
         {"runner": runner, "activity_arn": arns[activity], "table": table}
-        for runner, activity, table in (
-            ("glue", "GlueRunnerActivity", "GlueRunnerActiveJobs"),
-            ("athena", "AthenaRunnerActivity", "AthenaRunnerActiveJobs"),
-            ("crawler", "CrawlerRunnerActivity", "CrawlerRunnerActiveJobs"),
-        )
+        for runner, activity, table in JOB_RUNNERS
     ]
     return [settings.from_mapping({**common, **values}) for values in [*jobs, *waits]]
+
+
+def emr_cluster(aws: Emulator) -> str:
+    """A long-running cluster the pipeline adds its Spark step to."""
+    cluster: str = aws.client("emr").run_job_flow(
+        Name=EMR_CLUSTER,
+        ReleaseLabel="emr-7.1.0",
+        Applications=[{"Name": "Spark"}],
+        Instances={
+            "MasterInstanceType": "m5.xlarge",
+            "SlaveInstanceType": "m5.xlarge",
+            "InstanceCount": 3,
+            "KeepJobFlowAliveWhenNoSteps": True,
+        },
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    return cluster
+
+
+def crm_replication_task(aws: Emulator) -> str:
+    """A full-load DMS task copying the CRM's accounts into the warehouse's staging."""
+    dms = aws.client("dms")
+    instance = dms.create_replication_instance(
+        ReplicationInstanceIdentifier="runners-demo",
+        ReplicationInstanceClass="dms.t3.medium",
+    )["ReplicationInstance"]["ReplicationInstanceArn"]
+    endpoints = [
+        dms.create_endpoint(
+            EndpointIdentifier=name,
+            EndpointType=kind,
+            EngineName=engine,
+            ServerName=f"{name}.example.internal",
+            Port=port,
+            DatabaseName=database,
+            Username="dms",
+            Password="demo-only",  # the emulator's throwaway endpoint; no real secret
+        )["Endpoint"]["EndpointArn"]
+        for name, kind, engine, port, database in (
+            ("crm-mysql", "source", "mysql", 3306, "crm"),
+            ("warehouse", "target", "redshift", 5439, "dev"),
+        )
+    ]
+    mappings = {
+        "rules": [
+            {
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "accounts",
+                "object-locator": {"schema-name": "crm", "table-name": "accounts"},
+                "rule-action": "include",
+            }
+        ]
+    }
+    task: str = dms.create_replication_task(
+        ReplicationTaskIdentifier=CRM_TASK,
+        SourceEndpointArn=endpoints[0],
+        TargetEndpointArn=endpoints[1],
+        ReplicationInstanceArn=instance,
+        MigrationType="full-load",
+        TableMappings=json.dumps(mappings),
+    )["ReplicationTask"]["ReplicationTaskArn"]
+    return task
 
 
 def _queue(sqs: Any, name: str) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runners.demo.resources import MARKETING_FILE, SALES_CRAWLER, SALES_FILE
+from runners.demo.resources import CRM_TASK, MARKETING_FILE, SALES_CRAWLER, SALES_FILE
 from runners.local import Emulator, RunBehaviour
 
 
@@ -66,6 +66,29 @@ def _job_then_crawler(aws: Emulator) -> None:
     )
 
 
+def _mixed(dms_fails: bool = False) -> Callable[[Emulator], None]:
+    def configure(aws: Emulator) -> None:
+        aws.glue_runs.set("ProcessSalesData", RunBehaviour(duration=2.5))
+        aws.dms_tasks.add(CRM_TASK, RunBehaviour(duration=3.0, metrics={"TablesLoaded": 1}))
+        if dms_fails:
+            aws.dms_tasks.add(
+                CRM_TASK,
+                RunBehaviour(
+                    duration=2.0,
+                    final_state="failed",
+                    error_message="Last Error Cannot connect to ODBC provider ODBC general "
+                    "error. Task error notification received from subtask 0",
+                ),
+            )
+        aws.emr_steps.add("aggregate-sales-by-segment", RunBehaviour(duration=3.5))
+        aws.redshift_statements.add(
+            "INSERT INTO mart.daily_sales",
+            RunBehaviour(duration=1.5, metrics={"ResultRows": 1_180}),
+        )
+
+    return configure
+
+
 SCENARIOS = {
     scenario.name: scenario
     for scenario in (
@@ -103,6 +126,22 @@ SCENARIOS = {
             "a Glue job, then a crawler over its output, each one Task state",
             "job_then_crawler",
             _job_then_crawler,
+        ),
+        Scenario(
+            "mixed",
+            "wait for data, then a DMS full load, a Glue job and an EMR step in parallel, "
+            "then a Redshift statement over the results",
+            "mixed_pipeline",
+            _mixed(),
+            uploads=(Upload(SALES_FILE, 1.0),),
+        ),
+        Scenario(
+            "mixed-failure",
+            "the mixed pipeline with its DMS load failing; the Catch path notifies",
+            "mixed_pipeline",
+            _mixed(dms_fails=True),
+            uploads=(Upload(SALES_FILE, 1.0),),
+            handled_failure=True,
         ),
     )
 }

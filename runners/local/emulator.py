@@ -24,6 +24,9 @@ from runners.local import (
     athena,
     awslambda,
     cloudformation,
+    dms,
+    emr,
+    emrserverless,
     events,
     glue,
     redshiftdata,
@@ -62,6 +65,9 @@ def install_extensions() -> None:
         athena.install()
         glue.install()
         redshiftdata.install()
+        emr.install()
+        emrserverless.install()
+        dms.install()
         s3.install()
         awslambda.install()
         events.install()
@@ -93,6 +99,9 @@ class Emulator:
         self.glue_crawls = glue.CRAWLS
         self.athena_queries = athena.BEHAVIOURS
         self.redshift_statements = redshiftdata.BEHAVIOURS
+        self.emr_steps = emr.BEHAVIOURS
+        self.emrserverless_runs = emrserverless.BEHAVIOURS
+        self.dms_tasks = dms.BEHAVIOURS
         self.lambdas = awslambda.RUNTIME
         self._server: ThreadedMotoServer | None = None
         self.endpoint_url = ""
@@ -137,6 +146,9 @@ class Emulator:
         self.glue_crawls.clear()
         self.athena_queries.clear()
         self.redshift_statements.clear()
+        self.emr_steps.clear()
+        self.emrserverless_runs.clear()
+        self.dms_tasks.clear()
         self.faults.clear()
 
     def fire_schedules(self) -> list[str]:

@@ -8,12 +8,16 @@ production code.
 
 Operations are named ``"<service>:<Operation>"`` with the SigV4 signing name as the
 service (``states``, ``glue``, ``athena``, ``dynamodb``, ``s3``, ...); patterns use
-shell wildcards: ``"states:SendTask*"``, ``"glue:*"``, ``"*"``.
+shell wildcards: ``"states:SendTask*"``, ``"glue:*"``, ``"*"``. A REST-JSON call
+(``emr-serverless``, ``lambda``) is named by the operation whose method and URI
+template in the service's API model (botocore) match it; S3's REST-XML calls keep
+their HTTP method (``"s3:GET"``).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import io
 import json
 import random
@@ -25,6 +29,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs
+
+import botocore.session
+from botocore.exceptions import UnknownServiceError
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FaultKind = Literal["throttle", "error", "hang", "lost", "deny"]
@@ -128,6 +135,18 @@ class FaultInjector:
         with self._lock:
             return sum(n for name, n in self.calls.items() if fnmatch.fnmatchcase(name, pattern))
 
+    def service_calls(self, service: str) -> Counter[str]:
+        """The calls served to one service, by operation."""
+        prefix = f"{service}:"
+        with self._lock:
+            return Counter(
+                {
+                    name.removeprefix(prefix): n
+                    for name, n in self.calls.items()
+                    if name.startswith(prefix)
+                }
+            )
+
     def _pick_fault(self, name: str) -> Fault | None:
         with self._lock:
             self.calls[name] += 1
@@ -230,7 +249,33 @@ def _identify(environ: dict[str, Any], body: bytes) -> tuple[str, str, bool]:
     )
     if action:
         return service, action, False
-    return service, environ.get("REQUEST_METHOD", "GET"), False
+    method = environ.get("REQUEST_METHOD", "GET")
+    for route_method, path, operation in _rest_json_routes(service):
+        if route_method == method and path.fullmatch(environ.get("PATH_INFO", "")):
+            return service, operation, True
+    return service, method, False
+
+
+@functools.cache
+def _rest_json_routes(service: str) -> tuple[tuple[str, re.Pattern[str], str], ...]:
+    """(method, path pattern, operation) of a REST-JSON service's operations, the most
+    literal templates first (``/jobruns/{id}`` before ``/{any+}``)."""
+    try:
+        model = botocore.session.get_session().get_service_model(service)
+    except UnknownServiceError:
+        return ()
+    if model.protocol != "rest-json":
+        return ()
+    routes = []
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        template = str(http["requestUri"]).split("?", 1)[0]
+        pattern = re.sub(r"\\\{\w+\\\+\\\}", ".+", re.escape(template))
+        pattern = re.sub(r"\\\{\w+\\\}", "[^/]+", pattern)
+        literal = len(re.sub(r"\{[^}]+\}", "", template))
+        routes.append((literal, str(http["method"]), re.compile(pattern), name))
+    routes.sort(key=lambda route: -route[0])
+    return tuple((method, path, name) for _, method, path, name in routes)
 
 
 def _is_form(environ: dict[str, Any]) -> bool:

@@ -29,6 +29,8 @@ SETTINGS = {
     "S3ETLScriptPath": "s3://runners-artifacts/glue-scripts/",
     "S3ETLOutputPath": "s3://runners-artifacts/output/",
     "ContainerImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/runners:latest",
+    "EmrServerlessApplicationId": "00fabc123def4567",
+    "EmrServerlessExecutionRoleArn": "arn:aws:iam::123456789012:role/EmrServerlessJobs",
 }
 DEPLOYMENT_BUCKET = "runners-deployment"
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from deploy.project import ROOT, STACKS
+from runners.demo.resources import crm_replication_task, emr_cluster
 from runners.local import Emulator, RunBehaviour
 from tests.deploy.conftest import filled_params, run_pynt
 from tests.helpers import wait_until
@@ -76,8 +77,19 @@ def deployed(
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
     params = filled_params(
         tmp_path_factory.mktemp("params"),
-        # The schedule would start an execution on every tick round; the test starts its own.
-        {"VpcId": vpc, "SubnetIds": subnet, "ScheduleState": "DISABLED"},
+        {
+            "VpcId": vpc,
+            "SubnetIds": subnet,
+            # The schedule would start an execution on every tick round; tests start their own.
+            "ScheduleState": "DISABLED",
+            # The mixed pipeline, on a DMS task and an EMR cluster the account has.
+            "MixedPipelineReplicationTaskArn": crm_replication_task(emulator),
+            "MixedPipelineStartType": "start-replication",
+            "MixedPipelineEmrClusterId": emr_cluster(emulator),
+            "MixedPipelineScriptsS3Path": "s3://runners-artifacts/emr-scripts/",
+            "MixedPipelineOutputS3Path": "s3://runners-artifacts/output/",
+            "MixedPipelineRedshiftWorkgroup": "analytics",
+        },
     )
     env = {
         **os.environ,
@@ -142,9 +154,7 @@ def test_the_sales_pipeline_runs_on_the_scheduled_lambdas(deployed: Deployment) 
 
 
 def _waiting_for_data(deployment: Deployment, execution: str) -> bool:
-    events = deployment.client("stepfunctions").get_execution_history(executionArn=execution)
-    started = [e for e in events["events"] if e["type"] == "ActivityStarted"]
-    return len(started) == 2
+    return _activities_started(deployment, execution) == 2
 
 
 def test_an_object_under_the_arrival_prefix_starts_job_then_crawler(deployed: Deployment) -> None:
@@ -179,8 +189,11 @@ def test_the_container_worker_runs_from_the_service_task_definition(
     [container] = task["taskDefinition"]["containerDefinitions"]
     environment = {item["name"]: item["value"] for item in container["environment"]}
     served = {name for name in environment if name.endswith("_ACTIVITY_ARN")}
-    # The runners whose activities the parameters give; Redshift's are not given.
-    assert served == {f"RUNNERS_{r}_ACTIVITY_ARN" for r in ("GLUE", "ATHENA", "CRAWLER", "S3WAIT")}
+    # The runners whose activities the parameters give; EMR Serverless's are not given.
+    assert served == {
+        f"RUNNERS_{r}_ACTIVITY_ARN"
+        for r in ("GLUE", "ATHENA", "CRAWLER", "S3WAIT", "DMS", "EMRSTEP", "REDSHIFT")
+    }
     assert "RUNNERS_SERVE" not in environment
 
     command = _image_command(deployed.build_dir, tmp_path)
@@ -235,36 +248,74 @@ def _image_command(build_dir: Path, tmp_path: Path) -> list[str]:
     ]
 
 
-def test_a_redshift_statement_runs_on_the_runner_lambda_and_the_activity_its_stack_made(
+def test_an_emr_serverless_run_on_the_runner_lambda_and_the_activity_its_stack_made(
     deployed: Deployment,
 ) -> None:
     """A runner added by its module alone: its stack, function, role and activity come
-    from its declaration and the generic templates."""
-    outputs = deployed.outputs["redshiftrunner-lambda"]
+    from its declaration and the generic templates (no activity given: it makes one)."""
+    outputs = deployed.outputs["emrserverlessrunner-lambda"]
     [activity] = outputs["ActivityArns"].split(",")
-    assert activity.endswith(":activity:redshiftrunnerActivity")
-    deployed.emulator.redshift_statements.add("daily_sales", RunBehaviour(duration=1.0))
+    assert activity.endswith(":activity:emrserverlessrunnerActivity")
+    emr = deployed.client("emr-serverless")
+    application = emr.create_application(name="etl", releaseLabel="emr-7.1.0", type="SPARK")
+    deployed.emulator.emrserverless_runs.add("daily", RunBehaviour(duration=1.0))
     sfn = deployed.client("stepfunctions")
     machine = sfn.create_state_machine(
-        name="RedshiftDaily",
+        name="EmrServerlessDaily",
         roleArn="arn:aws:iam::123456789012:role/StatesExecutionRole",
         definition=json.dumps(
             {
-                "StartAt": "Load",
-                "States": {"Load": {"Type": "Task", "Resource": activity, "End": True}},
+                "StartAt": "Spark",
+                "States": {"Spark": {"Type": "Task", "Resource": activity, "End": True}},
             }
         ),
     )["stateMachineArn"]
-    execution = sfn.start_execution(
-        stateMachineArn=machine,
-        input=json.dumps({"Sql": "CALL daily_sales()", "WorkgroupName": "etl", "Database": "dev"}),
-    )["executionArn"]
+    document = {
+        "ApplicationId": application["applicationId"],
+        "Name": "daily",
+        "JobDriver": {"sparkSubmit": {"entryPoint": "s3://runners-artifacts/daily.py"}},
+    }
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps(document))[
+        "executionArn"
+    ]
 
     deployed.run_lambda_ticks(lambda: execution_status(deployed, execution) != "RUNNING")
 
     assert execution_status(deployed, execution) == "SUCCEEDED"
     output = json.loads(sfn.describe_execution(executionArn=execution)["output"])
-    assert output["RedshiftStatementStatus"] == "FINISHED"
+    assert output["EmrServerlessJobRunState"] == "SUCCESS"
+
+
+def test_the_mixed_pipeline_runs_on_the_scheduled_lambdas(deployed: Deployment) -> None:
+    """DMS, Glue, EMR and Redshift runner Lambdas serve one pipeline the stacks deployed:
+    the sales file lands, then the load, the job and the step run side by side, then the
+    statement over their results."""
+    sfn = deployed.client("stepfunctions")
+    machine = deployed.outputs["step-functions-resources"]["MixedTechnologyPipelineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+    # (When an earlier test landed the sales file already, the wait ends at once.)
+    deployed.run_lambda_ticks(lambda: _activities_started(deployed, execution) >= 1, rounds=2)
+
+    bucket = deployed.outputs["step-functions-resources"]["SourceDataBucketName"]
+    deployed.client("s3").put_object(
+        Bucket=bucket, Key="SalesPipeline_QuickSightSample.csv", Body=b"Date,Region\n"
+    )
+    deployed.emulator.lambdas.wait_idle()
+    deployed.run_lambda_ticks(lambda: execution_status(deployed, execution) != "RUNNING")
+
+    assert execution_status(deployed, execution) == "SUCCEEDED"
+    output = json.loads(sfn.describe_execution(executionArn=execution)["output"])
+    loaded = output["loaded"]
+    assert loaded["crm"]["DmsStopReason"] == "Stop Reason FULL_LOAD_ONLY_FINISHED"
+    assert loaded["sales"]["GlueJobRunState"] == "SUCCEEDED"
+    assert loaded["segments"]["EmrStepState"] == "COMPLETED"
+    assert output["mart"]["RedshiftStatementStatus"] == "FINISHED"
+    assert output["mart"]["RedshiftWorkgroupName"] == "analytics"
+
+
+def _activities_started(deployment: Deployment, execution: str) -> int:
+    events = deployment.client("stepfunctions").get_execution_history(executionArn=execution)
+    return sum(1 for e in events["events"] if e["type"] == "ActivityStarted")
 
 
 def test_updatestack_without_changes_and_a_failed_stack_exit_as_they_should(

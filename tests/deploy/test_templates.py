@@ -34,6 +34,8 @@ RESOURCELESS_ACTIONS = {
     "redshift-data:DescribeStatement",
     "redshift-data:ListStatements",
     "redshift-data:CancelStatement",
+    # The Service Authorization Reference lists no resource type for it (account-level).
+    "dms:DescribeReplicationTasks",
 }
 
 

@@ -212,3 +212,23 @@ def test_removed_faults_stop_applying(aws: Emulator) -> None:
     aws.faults.remove(fault)
 
     assert glue.get_jobs()["Jobs"] == []
+
+
+def test_a_rest_json_call_is_named_by_its_operation_in_the_api_model(aws: Emulator) -> None:
+    """EMR Serverless speaks REST-JSON: the operation is in the method and URI template
+    (``GET /applications/{applicationId}/jobruns/{jobRunId}`` is GetJobRun), so faults
+    and counts can tell GetJobRun from ListJobRuns, both GETs."""
+    emr = aws.client("emr-serverless", **NO_RETRIES)
+    app = emr.create_application(name="a", releaseLabel="emr-7.1.0", type="SPARK")
+    aws.faults.add(Fault("emr-serverless:ListJobRuns", "throttle"))
+
+    with pytest.raises(ClientError) as raised:
+        emr.list_job_runs(applicationId=app["applicationId"])
+    emr.get_application(applicationId=app["applicationId"])
+
+    assert error_code(raised.value) == "ThrottlingException"
+    assert aws.faults.service_calls("emr-serverless") == {
+        "CreateApplication": 1,
+        "ListJobRuns": 1,
+        "GetApplication": 1,
+    }
