@@ -1,9 +1,11 @@
 """What the reliability suite attacks with and how it keeps score.
 
 The score is kept on the emulator's side, from the calls it serves: a ``Ledger`` counts
-every accepted job start per task (Glue: the run's task-key argument; Athena: the
-``ClientRequestToken``; crawler: the crawl) and every accepted task report per task
-token. Nothing in production code is hooked.
+every accepted job start per task (Glue: the run's task-key argument; Athena and
+Redshift: the ``ClientRequestToken`` / ``ClientToken``; EMR Serverless: the
+``clientToken``; EMR steps: the task key that ends the step's name; crawler: the crawl;
+DMS: the replication task, one execution per task) and every accepted task report per
+task token. Nothing in production code is hooked.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -22,18 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from runners.local import Call, Emulator, RunBehaviour
+from runners.services.emrstep import task_marker
 from runners.services.glue import TASK_KEY_ARGUMENT
 from runners.settings import RunnerConfig
 from runners.waits.table import WaitTable
 from tests.engine.test_end_to_end import glue_job
 from tests.helpers import TERMINAL, create_machine
+from tests.local.test_dms import create_task
+from tests.local.test_emr import make_cluster
+from tests.services.test_emrserverless import ROLE, application
 from tests.workers import config, worker_process
 
 # Long enough that a healthy worker never misses it, short enough that a task lost in
 # the one unavoidable window (polled, not stored) comes back quickly through Retry.
 HEARTBEAT_SECONDS = 8
 LEASE_SECONDS = 3.0
-RUNNERS = ("glue", "athena", "crawler", "s3wait")
+# The task key at the end of an EMR step's name.
+_STEP_KEY = re.compile(re.escape(task_marker("KEY")).replace("KEY", "([0-9a-f]{64})") + "$")
 
 
 def digest(token: str) -> str:
@@ -53,7 +61,11 @@ class Ledger:
         aws.faults.on_call("glue:StartJobRun", self._glue_start)
         aws.faults.on_call("athena:StartQueryExecution", self._athena_start)
         aws.faults.on_call("glue:StartCrawler", self._crawl_start)
-        self._athena_ids: dict[str, set[str]] = {}
+        aws.faults.on_call("redshift-data:ExecuteStatement", self._redshift_start)
+        aws.faults.on_call("emr-serverless:StartJobRun", self._emrserverless_start)
+        aws.faults.on_call("elasticmapreduce:AddJobFlowSteps", self._emr_step_start)
+        aws.faults.on_call("dms:StartReplicationTask", self._dms_start)
+        self._run_ids: dict[str, set[str]] = {}
 
     def _report(self, call: Call) -> None:
         with self._lock:
@@ -70,13 +82,40 @@ class Ledger:
 
     def _athena_start(self, call: Call) -> None:
         if call.status == 200:
-            token = call.json().get("ClientRequestToken", "?")
-            query = call.response_json()["QueryExecutionId"]
+            self._idempotent_start(
+                call.json().get("ClientRequestToken", "?"),
+                call.response_json()["QueryExecutionId"],
+            )
+
+    def _redshift_start(self, call: Call) -> None:
+        if call.status == 200:
+            self._idempotent_start(call.json().get("ClientToken", "?"), call.response_json()["Id"])
+
+    def _emrserverless_start(self, call: Call) -> None:
+        if call.status == 200:
+            self._idempotent_start(
+                call.json().get("clientToken", "?"), call.response_json()["jobRunId"]
+            )
+
+    def _idempotent_start(self, token: str, run_id: str) -> None:
+        """A start repeated with a token answers the first run: count distinct runs."""
+        with self._lock:
+            ids = self._run_ids.setdefault(token, set())
+            if run_id not in ids:
+                ids.add(run_id)
+                self.starts[token] += 1
+
+    def _emr_step_start(self, call: Call) -> None:
+        if call.status == 200:
             with self._lock:
-                ids = self._athena_ids.setdefault(token, set())
-                if query not in ids:
-                    ids.add(query)
-                    self.starts[token] += 1
+                for step in call.json().get("Steps", []):
+                    found = _STEP_KEY.search(step.get("Name", ""))
+                    self.starts[found.group(1) if found else "?"] += 1
+
+    def _dms_start(self, call: Call) -> None:
+        if call.status == 200:
+            with self._lock:
+                self.starts[f"dms:{call.json()['ReplicationTaskArn']}"] += 1
 
     def _crawl_start(self, call: Call) -> None:
         if call.status == 200:
@@ -120,42 +159,50 @@ class Flow:
         return config(self.runner, self.activity, **settings)
 
 
+TaskInput = Callable[[int], dict[str, Any]]
+Resources = tuple[TaskInput, dict[str, Any]]  # a task's input by n, the worker's options
+
+
 def make_flow(aws: Emulator, runner: str, job_seconds: float = 1.5) -> Flow:
     """Resources for ``runner``'s tasks: jobs that take ``job_seconds`` and succeed."""
     sfn = aws.client("stepfunctions")
     activity = sfn.create_activity(name=f"{runner}-activity")["activityArn"]
-    behaviour = RunBehaviour(duration=job_seconds)
-    if runner == "glue":
-        glue_job(aws, "Nightly", behaviour, max_concurrent=1000)
-        return Flow(
-            runner, activity, lambda n: {"GlueJobName": "Nightly", "Arguments": {"--n": str(n)}}
-        )
-    if runner == "athena":
-        aws.athena_queries.default = behaviour
-        return Flow(
-            runner,
-            activity,
-            lambda n: {
-                "AthenaQueryString": f"SELECT {n}",
-                "AthenaDatabase": "sales",
-                "AthenaResultOutputLocation": "s3://results/",
-            },
-        )
-    if runner == "crawler":
-        glue = aws.client("glue")
-        aws.glue_crawls.default = behaviour
+    task_input, extra = RESOURCES[runner](aws, RunBehaviour(duration=job_seconds))
+    return Flow(runner, activity, task_input, extra)
 
-        def crawler_input(n: int) -> dict[str, Any]:
-            name = f"crawler-{n}"
-            glue.create_crawler(
-                Name=name,
-                Role="arn:aws:iam::123456789012:role/Glue",
-                DatabaseName="sales",
-                Targets={"S3Targets": [{"Path": f"s3://data/{n}/"}]},
-            )
-            return {"CrawlerName": name}
 
-        return Flow(runner, activity, crawler_input)
+def _glue(aws: Emulator, behaviour: RunBehaviour) -> Resources:
+    glue_job(aws, "Nightly", behaviour, max_concurrent=1000)
+    return lambda n: {"GlueJobName": "Nightly", "Arguments": {"--n": str(n)}}, {}
+
+
+def _athena(aws: Emulator, behaviour: RunBehaviour) -> Resources:
+    aws.athena_queries.default = behaviour
+    return lambda n: {
+        "AthenaQueryString": f"SELECT {n}",
+        "AthenaDatabase": "sales",
+        "AthenaResultOutputLocation": "s3://results/",
+    }, {}
+
+
+def _crawler(aws: Emulator, behaviour: RunBehaviour) -> Resources:
+    glue = aws.client("glue")
+    aws.glue_crawls.default = behaviour
+
+    def crawler_input(n: int) -> dict[str, Any]:
+        name = f"crawler-{n}"
+        glue.create_crawler(
+            Name=name,
+            Role="arn:aws:iam::123456789012:role/Glue",
+            DatabaseName="sales",
+            Targets={"S3Targets": [{"Path": f"s3://data/{n}/"}]},
+        )
+        return {"CrawlerName": name}
+
+    return crawler_input, {}
+
+
+def _s3wait(aws: Emulator, behaviour: RunBehaviour) -> Resources:
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="landing")
     WaitTable("Waits", "us-east-1").create_table()
@@ -164,7 +211,50 @@ def make_flow(aws: Emulator, runner: str, job_seconds: float = 1.5) -> Flow:
         s3.put_object(Bucket="landing", Key=f"in/{n}.csv", Body=b"day\n")
         return {"S3BucketName": "landing", "S3Key": f"in/{n}.csv"}
 
-    return Flow(runner, activity, wait_input, {"wait_table": "Waits", "wait_bucket": "landing"})
+    return wait_input, {"wait_table": "Waits", "wait_bucket": "landing"}
+
+
+def _redshift(aws: Emulator, behaviour: RunBehaviour) -> Resources:
+    aws.redshift_statements.default = behaviour
+    return lambda n: {"Sql": f"SELECT {n}", "WorkgroupName": "etl", "Database": "dev"}, {}
+
+
+def _emrstep(aws: Emulator, behaviour: RunBehaviour) -> Resources:
+    aws.emr_steps.default = behaviour
+    # A cluster runs one step at a time by default: concurrent tasks must not queue.
+    cluster_id = make_cluster(aws.client("emr"), StepConcurrencyLevel=256)
+    return lambda n: {"ClusterId": cluster_id, "StepName": f"etl-{n}", "Args": ["etl", str(n)]}, {}
+
+
+def _emrserverless(aws: Emulator, behaviour: RunBehaviour) -> Resources:
+    aws.emrserverless_runs.default = behaviour
+    application_id = application(aws)
+    return lambda n: {
+        "ApplicationId": application_id,
+        "ExecutionRoleArn": ROLE,
+        "JobDriver": {"sparkSubmit": {"entryPoint": f"s3://scripts/etl-{n}.py"}},
+        "Name": f"etl-{n}",
+    }, {}
+
+
+def _dms(aws: Emulator, behaviour: RunBehaviour) -> Resources:
+    aws.dms_tasks.default = behaviour
+    dms = aws.client("dms")
+    # A run is one start of a replication task: one full-load task per execution.
+    return lambda n: {"ReplicationTaskArn": create_task(dms, f"load-{n}")}, {}
+
+
+RESOURCES: dict[str, Callable[[Emulator, RunBehaviour], Resources]] = {
+    "glue": _glue,
+    "athena": _athena,
+    "crawler": _crawler,
+    "s3wait": _s3wait,
+    "redshift": _redshift,
+    "emrstep": _emrstep,
+    "emrserverless": _emrserverless,
+    "dms": _dms,
+}
+RUNNERS = tuple(RESOURCES)
 
 
 def machine(

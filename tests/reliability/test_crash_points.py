@@ -10,6 +10,7 @@ side, when it has served the call that completes the step.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from runners.local import Call, Emulator
+from runners.services.dms import FINISHED_REASONS
 from tests.helpers import wait_until
 from tests.reliability.conftest import Report
 from tests.reliability.support import (
+    RUNNERS,
     Ledger,
     kill_when,
     logs_hold_no_token,
@@ -73,6 +76,26 @@ def crawl_finished(call: Call) -> bool:
     )
 
 
+def redshift_finished(call: Call) -> bool:
+    return call.response_json().get("Status") == "FINISHED"
+
+
+def emr_step_finished(call: Call) -> bool:
+    """A check (``ListSteps`` by ``StepIds``) that shows a step COMPLETED."""
+    steps = call.response_json().get("Steps", []) if call.json().get("StepIds") else []
+    return any(step["Status"]["State"] == "COMPLETED" for step in steps)
+
+
+def emrserverless_finished(call: Call) -> bool:
+    run = call.response_json().get("jobRun", {})
+    return bool(run.get("state") == "SUCCESS")
+
+
+def dms_finished(call: Call) -> bool:
+    tasks = call.response_json().get("ReplicationTasks", [])
+    return any(t["Status"] == "stopped" and t.get("StopReason") in FINISHED_REASONS for t in tasks)
+
+
 def steps(runner: str, table: str) -> dict[str, Step]:
     """Each protocol step of ``runner``: the call that completes it, and which of them."""
     common: dict[str, Step] = {
@@ -93,15 +116,27 @@ def steps(runner: str, table: str) -> dict[str, Step]:
             "finished": ("glue:BatchGetCrawlers", crawl_finished),
         },
         "s3wait": {},  # the object is there: the wait settles when it starts
+        "redshift": {
+            "started": ("redshift-data:ExecuteStatement", accepted),
+            "finished": ("redshift-data:DescribeStatement", redshift_finished),
+        },
+        "emrstep": {
+            "started": ("elasticmapreduce:AddJobFlowSteps", accepted),
+            "finished": ("elasticmapreduce:ListSteps", emr_step_finished),
+        },
+        "emrserverless": {
+            "started": ("emr-serverless:StartJobRun", accepted),
+            "finished": ("emr-serverless:GetJobRun", emrserverless_finished),
+        },
+        "dms": {
+            "started": ("dms:StartReplicationTask", accepted),
+            "finished": ("dms:DescribeReplicationTasks", dms_finished),
+        },
     }
     return {**common, **jobs[runner], "reported": ("states:SendTaskSuccess", accepted)}
 
 
-CASES = [
-    (runner, step)
-    for runner in ("glue", "athena", "crawler", "s3wait")
-    for step in steps(runner, "t")
-]
+CASES = [(runner, step) for runner in RUNNERS for step in steps(runner, "t")]
 
 
 @pytest.mark.parametrize(("runner", "step"), CASES, ids=[f"{r}-{s}" for r, s in CASES])
@@ -118,6 +153,7 @@ def test_a_worker_killed_after_each_step_is_replaced_without_a_second_job_or_rep
         aws.faults.on_call(operation, kill_when(victim, predicate))
         wait_until(lambda: victim.poll() is not None, timeout=30)
     killed_at = time.monotonic()
+    assert victim.returncode == -signal.SIGKILL  # killed at the step, not ended by itself
 
     with workers(aws, tmp_path, worker_config, name="replacement"):
         status = wait_all(aws, [execution], timeout=60)[execution]
