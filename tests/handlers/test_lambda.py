@@ -209,5 +209,6 @@ def test_a_function_that_names_no_known_runner_fails_with_a_config_error(
     with pytest.raises(ConfigError, match="RUNNERS_RUNNER"):
         runner.handler(SCHEDULED_EVENT, Context("request-7", timeout_seconds=18))
     monkeypatch.setenv("RUNNERS_RUNNER", "spark")
-    with pytest.raises(ConfigError, match="'spark' is not one of athena, crawler, glue"):
+    known = "athena, crawler, dms, emrserverless, emrstep, glue"
+    with pytest.raises(ConfigError, match=f"'spark' is not one of {known}"):
         runner.handler(SCHEDULED_EVENT, Context("request-8", timeout_seconds=18))
