@@ -159,19 +159,20 @@ def test_a_transient_failure_is_queued_again(aws: Emulator, athena: Any) -> None
     aws.athena_queries.add(
         "flaky",
         RunBehaviour(
+            # Phases long enough that a loaded machine's slow status call misses none.
             phases=(
-                ("QUEUED", 0.1),
-                ("RUNNING", 0.2),
-                ("FAILED", 0.4),
-                ("QUEUED", 0.2),
-                ("RUNNING", 0.2),
+                ("QUEUED", 0.8),
+                ("RUNNING", 0.8),
+                ("FAILED", 0.8),
+                ("QUEUED", 0.8),
+                ("RUNNING", 0.8),
             ),
             error_message="Internal error, retrying",
         ),
     )
     query_id = start(athena, "SELECT flaky")
     seen: list[str] = []
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (not seen or seen[-1] != "SUCCEEDED"):
         state = status(athena, query_id)
         if not seen or seen[-1] != state["State"]:
