@@ -15,34 +15,24 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from botocore.exceptions import ClientError
 
-from runners.engine.service import Refusals
+from runners.engine.service import RUNNING, Failed, JobStatus, Refusals, Running, Succeeded
 from runners.errors import RunnerError
 from runners.retry import is_retryable
 
+# The statuses live with the state tables that produce them; runners import them here.
+__all__ = [
+    "RUNNING",
+    "Failed",
+    "Job",
+    "JobStatus",
+    "Runner",
+    "Running",
+    "SpecT",
+    "Succeeded",
+    "TaskStart",
+]
+
 SpecT = TypeVar("SpecT")
-
-
-@dataclass(frozen=True)
-class Running:
-    """Not finished yet: keep checking (and heartbeating)."""
-
-
-@dataclass(frozen=True)
-class Succeeded:
-    output: dict[str, Any]
-    # The outcome already reached the task by another path (the object-created
-    # Lambda released a wait): close the record without reporting again.
-    reported: bool = False
-
-
-@dataclass(frozen=True)
-class Failed:
-    error: str
-    cause: dict[str, Any]
-
-
-JobStatus = Running | Succeeded | Failed
-RUNNING = Running()
 
 
 @dataclass(frozen=True)

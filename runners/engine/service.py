@@ -8,16 +8,40 @@ own list of states).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from runners.errors import RunnerError, RunnerInputError, TaskFailure, TryLater
 from runners.logs import get_logger
 from runners.retry import error_code
+
+
+@dataclass(frozen=True)
+class Running:
+    """Not finished yet: keep checking (and heartbeating)."""
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    output: dict[str, Any]
+    # The outcome already reached the task by another path (the object-created
+    # Lambda released a wait): close the record without reporting again.
+    reported: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: str
+    cause: dict[str, Any]
+
+
+JobStatus = Running | Succeeded | Failed
+RUNNING = Running()
 
 
 class Phase(Enum):
@@ -75,6 +99,23 @@ class StateTable:
                 "unknown state; treated as running", shape=self.shape, state=state
             )
         return Phase.RUNNING
+
+    def status(
+        self,
+        state: str | None,
+        *,
+        output: Callable[[], dict[str, Any]],
+        error: str,
+        cause: Callable[[], dict[str, Any]],
+    ) -> JobStatus:
+        """The job's status from its state; ``output`` and ``cause`` are called only for
+        the outcome reached (a running job may not have the fields they read yet)."""
+        phase = self.phase(state)
+        if phase is Phase.SUCCEEDED:
+            return Succeeded(output())
+        if phase is Phase.FAILED:
+            return Failed(error, cause())
+        return RUNNING
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from runners.engine.definition import (
     RunnerDefinition,
 )
 from runners.engine.inputs import Fields
-from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
+from runners.engine.runner import RUNNING, Job, JobStatus, Runner, TaskStart
 from runners.engine.service import Phase, Refusals, StateTable, iso
 from runners.errors import RunnerError, RunnerInputError
 from runners.logs import get_logger
@@ -189,11 +189,12 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
         if retryable and self._may_be_retried(query_id, status):
             return RUNNING
         self._failing_since.pop(query_id, None)
-        if phase is Phase.SUCCEEDED:
-            return Succeeded(output(execution))
-        if phase is Phase.FAILED:
-            return Failed(FAILED_ERROR, output(execution))
-        return RUNNING
+        return STATES.status(
+            status.get("State"),
+            output=lambda: output(execution),
+            error=FAILED_ERROR,
+            cause=lambda: output(execution),
+        )
 
     def _may_be_retried(self, query_id: str, status: Mapping[str, Any]) -> bool:
         if not status.get("AthenaError", {}).get("Retryable", False):

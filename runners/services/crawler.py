@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 
 from runners.engine.definition import Permission, RunnerContext, RunnerDefinition
 from runners.engine.inputs import Fields
-from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
-from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, TaskStart
+from runners.engine.service import Refusals, StateTable, iso
 from runners.retry import error_code
 
 # A crawler is busy (RUNNING, STOPPING) or READY; once READY, its last crawl's status
@@ -123,22 +123,12 @@ class GlueCrawlerRunner(Runner[CrawlerSpec]):
         started = float(job.run_id) - CLOCK_SKEW_SECONDS
         if crawler["State"] in BUSY_STATES or began_at is None or began_at.timestamp() < started:
             return RUNNING
-        status = last.get("Status")
-        phase = STATES.phase(status)
-        if phase is Phase.SUCCEEDED:
-            return Succeeded(output(crawler, metrics))
-        if phase is Phase.FAILED:
-            return Failed(
-                FAILED_ERROR,
-                {
-                    "glue_crawler_name": crawler["Name"],
-                    "glue_crawl_status": status,
-                    "glue_crawl_error_msg": last.get("ErrorMessage", ""),
-                    "glue_crawl_log_group": last.get("LogGroup"),
-                    "glue_crawl_log_stream": last.get("LogStream"),
-                },
-            )
-        return RUNNING
+        return STATES.status(
+            last.get("Status"),
+            output=lambda: output(crawler, metrics),
+            error=FAILED_ERROR,
+            cause=lambda: failure(crawler),
+        )
 
     async def stop(self, job: Job[CrawlerSpec]) -> None:
         try:
@@ -160,6 +150,18 @@ def output(crawler: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, 
         "GlueCrawlerTablesDeleted": metrics.get("TablesDeleted", 0),
         "GlueCrawlLogGroup": last.get("LogGroup"),
         "GlueCrawlLogStream": last.get("LogStream"),
+    }
+
+
+def failure(crawler: Mapping[str, Any]) -> dict[str, Any]:
+    """The failure cause: the crawl, AWS's error message and where its log is."""
+    last = crawler.get("LastCrawl") or {}
+    return {
+        "glue_crawler_name": crawler["Name"],
+        "glue_crawl_status": last.get("Status"),
+        "glue_crawl_error_msg": last.get("ErrorMessage", ""),
+        "glue_crawl_log_group": last.get("LogGroup"),
+        "glue_crawl_log_stream": last.get("LogStream"),
     }
 
 

@@ -31,8 +31,8 @@ from runners.engine.definition import (
     RunnerDefinition,
 )
 from runners.engine.inputs import Fields
-from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
-from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.engine.runner import RUNNING, Job, JobStatus, Runner, TaskStart
+from runners.engine.service import Refusals, StateTable, iso
 from runners.errors import RunnerInputError
 from runners.retry import error_code
 
@@ -211,12 +211,12 @@ class EmrServerlessJobRunner(Runner[JobRunSpec]):
                 return found
 
     def _status(self, run: Mapping[str, Any]) -> JobStatus:
-        phase = STATES.phase(run.get("state"))
-        if phase is Phase.SUCCEEDED:
-            return Succeeded(output(run))
-        if phase is Phase.FAILED:
-            return Failed(FAILED_ERROR, failure(run))
-        return RUNNING
+        return STATES.status(
+            run.get("state"),
+            output=lambda: output(run),
+            error=FAILED_ERROR,
+            cause=lambda: failure(run),
+        )
 
     async def stop(self, job: Job[JobRunSpec]) -> None:
         try:

@@ -28,8 +28,8 @@ from runners.engine.definition import (
     RunnerDefinition,
 )
 from runners.engine.inputs import Fields
-from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
-from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.engine.runner import Failed, Job, JobStatus, Runner, TaskStart
+from runners.engine.service import Refusals, StateTable, iso
 from runners.errors import RunnerError, RunnerInputError, TryLater
 from runners.logs import get_logger
 from runners.retry import error_code
@@ -248,12 +248,12 @@ def _ids(run_id: str) -> tuple[str, str]:
 
 
 def _status(cluster_id: str, step: Mapping[str, Any]) -> JobStatus:
-    phase = STATES.phase(step.get("Status", {}).get("State"))
-    if phase is Phase.SUCCEEDED:
-        return Succeeded(output(cluster_id, step))
-    if phase is Phase.FAILED:
-        return Failed(FAILED_ERROR, failure(cluster_id, step))
-    return RUNNING
+    return STATES.status(
+        step.get("Status", {}).get("State"),
+        output=lambda: output(cluster_id, step),
+        error=FAILED_ERROR,
+        cause=lambda: failure(cluster_id, step),
+    )
 
 
 def output(cluster_id: str, step: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from runners.engine.definition import (
     RunnerDefinition,
 )
 from runners.engine.inputs import Fields
-from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
-from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.engine.runner import Job, JobStatus, Runner, TaskStart
+from runners.engine.service import Refusals, StateTable, iso
 from runners.errors import RunnerInputError
 
 STATES = StateTable(
@@ -182,20 +182,12 @@ class GlueJobRunner(Runner[GlueJobSpec]):
         return {run_id: self._status(run) for run_id, run in found.items()}
 
     def _status(self, run: Mapping[str, Any]) -> JobStatus:
-        phase = STATES.phase(run["JobRunState"])
-        if phase is Phase.SUCCEEDED:
-            return Succeeded(output(run))
-        if phase is Phase.FAILED:
-            return Failed(
-                FAILED_ERROR,
-                {
-                    "glue_job_name": run["JobName"],
-                    "glue_job_run_id": run["Id"],
-                    "glue_job_run_state": run["JobRunState"],
-                    "glue_job_run_error_msg": run.get("ErrorMessage", ""),
-                },
-            )
-        return RUNNING
+        return STATES.status(
+            run["JobRunState"],
+            output=lambda: output(run),
+            error=FAILED_ERROR,
+            cause=lambda: failure(run),
+        )
 
     async def stop(self, job: Job[GlueJobSpec]) -> None:
         await self.glue.batch_stop_job_run(JobName=job.spec.job_name, JobRunIds=[job.run_id])
@@ -215,6 +207,16 @@ def output(run: Mapping[str, Any]) -> dict[str, Any]:
     if "DPUSeconds" in run:
         result["GlueJobDPUSeconds"] = run["DPUSeconds"]
     return result
+
+
+def failure(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The failure cause: the run and AWS's error message."""
+    return {
+        "glue_job_name": run["JobName"],
+        "glue_job_run_id": run["Id"],
+        "glue_job_run_state": run["JobRunState"],
+        "glue_job_run_error_msg": run.get("ErrorMessage", ""),
+    }
 
 
 @dataclass(frozen=True)

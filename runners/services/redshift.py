@@ -25,8 +25,8 @@ from runners.engine.definition import (
     RunnerDefinition,
 )
 from runners.engine.inputs import Fields
-from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
-from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.engine.runner import RUNNING, Job, JobStatus, Runner, TaskStart
+from runners.engine.service import Refusals, StateTable, iso
 from runners.errors import ConfigError, RunnerInputError
 from runners.retry import error_code
 
@@ -189,12 +189,12 @@ class RedshiftStatementRunner(Runner[StatementSpec]):
         return found
 
     def _status(self, statement: Mapping[str, Any]) -> JobStatus:
-        phase = STATES.phase(statement.get("Status"))
-        if phase is Phase.SUCCEEDED:
-            return Succeeded(output(statement))
-        if phase is Phase.FAILED:
-            return Failed(FAILED_ERROR, failure(statement))
-        return RUNNING
+        return STATES.status(
+            statement.get("Status"),
+            output=lambda: output(statement),
+            error=FAILED_ERROR,
+            cause=lambda: failure(statement),
+        )
 
     async def stop(self, job: Job[StatementSpec]) -> None:
         try:

@@ -77,21 +77,16 @@ class FakeRunner(Runner[str]):
         return self.service.start(spec, task.key)
 
     async def check(self, jobs: Sequence[Job[str]]) -> Mapping[str, JobStatus]:
-        statuses: dict[str, JobStatus] = {}
-        for job in jobs:
-            state = self.service.states[job.run_id]
-            phase = STATES.phase(state)
-            if phase is Phase.SUCCEEDED:
-                statuses[job.run_id] = Succeeded(
-                    {"run": job.run_id, "blob": "x" * self.service.result_size}
-                )
-            elif phase is Phase.FAILED:
-                statuses[job.run_id] = Failed(
-                    "FakeJobFailedError", {"run": job.run_id, "state": state}
-                )
-            else:
-                statuses[job.run_id] = RUNNING
-        return statuses
+        return {job.run_id: self._status(job.run_id) for job in jobs}
+
+    def _status(self, run_id: str) -> JobStatus:
+        state = self.service.states[run_id]
+        return STATES.status(
+            state,
+            output=lambda: {"run": run_id, "blob": "x" * self.service.result_size},
+            error="FakeJobFailedError",
+            cause=lambda: {"run": run_id, "state": state},
+        )
 
     async def stop(self, job: Job[str]) -> None:
         self.service.stopped.append(job.run_id)
@@ -317,3 +312,19 @@ def test_an_unknown_state_keeps_the_job_running_with_a_warning(
     assert "unknown state" in capsys.readouterr().out
     with pytest.raises(ValueError, match="classified twice"):
         StateTable("fake", "S", running={"A"}, succeeded={"A"}, failed=())
+
+
+def test_a_status_reads_only_the_fields_of_the_outcome_reached() -> None:
+    """A running job's record may lack what its output or failure cause reads."""
+
+    def unreadable() -> dict[str, Any]:
+        raise KeyError("not there while running")
+
+    def status(state: str) -> JobStatus:
+        return STATES.status(
+            state, output=lambda: {"done": state}, error="FakeError", cause=lambda: {"why": state}
+        )
+
+    assert STATES.status("RUNNING", output=unreadable, error="E", cause=unreadable) is RUNNING
+    assert status("DONE") == Succeeded({"done": "DONE"})
+    assert status("BROKEN") == Failed("FakeError", {"why": "BROKEN"})

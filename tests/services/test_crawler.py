@@ -107,7 +107,8 @@ def test_a_busy_crawler_finishes_its_crawl_then_runs_the_tasks_own(
 ) -> None:
     """The task reports a crawl that began after the task did."""
     glue = aws.client("glue")
-    name = create_crawler(aws, "Shared", RunBehaviour(duration=1.5))
+    # Long enough that a worker slow to start on a loaded machine still meets it busy.
+    name = create_crawler(aws, "Shared", RunBehaviour(duration=4))
     glue.start_crawler(Name=name)  # someone else's crawl, already under way
     execution = run_crawl(sfn, crawler_activity, name)
 
