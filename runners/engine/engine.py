@@ -410,11 +410,11 @@ class Engine(Generic[SpecT]):
             self.log.exception("claiming orphaned tasks failed; will retry")
             return 0
         for record in records:
-            self._adopt(record)
+            await self._adopt(record)
         self.counters.claimed += len(records)
         return len(records)
 
-    def _adopt(self, record: TaskRecord) -> None:
+    async def _adopt(self, record: TaskRecord) -> None:
         known = self.in_flight.get(record.task_id)
         if known is not None:  # our own lease ran out; it is ours again
             known.record.lease_expires_at = record.lease_expires_at
@@ -422,8 +422,11 @@ class Engine(Generic[SpecT]):
         log = self.log.bind(token=token_hash(record.token), run_id=record.run_id)
         try:
             spec = self.runner.parse(record.task_input)
-        except RunnerInputError:
-            log.exception("stored input no longer parses")
+        except RunnerInputError as error:
+            try:
+                await self._fail_poisoned(record, log, error)
+            except Exception:  # the lease runs out and the next claim tries again
+                log.exception("failing a task whose stored input no longer parses failed")
             return
         flight = InFlight(
             record,
@@ -434,6 +437,24 @@ class Engine(Generic[SpecT]):
         )
         self.in_flight[record.task_id] = flight
         flight.log.info("task taken over")
+
+    async def _fail_poisoned(
+        self, record: TaskRecord, log: structlog.stdlib.BoundLogger, error: RunnerInputError
+    ) -> None:
+        """A stored input this version no longer accepts (validation tightened, or the
+        record was edited): fail the task once and close the record, rather than meet it
+        at every claim while its execution waits for its timeout. A job it started cannot
+        be stopped without its input; the cause names the run so an operator can."""
+        self.counters.input_errors += 1
+        cause = {**json.loads(error.cause), "stored_record": True, "run_id": record.run_id}
+        log.error("stored input no longer parses; the task fails", field=error.field)
+        await retry(
+            partial(self.channel.fail, record.token, error.error, json.dumps(cause)),
+            self.retry_seconds,
+        )
+        record.status, record.outcome, record.error = Status.DONE, Outcome.FAILED, error.error
+        record.finished_at = self.clock()
+        await retry(lambda: self.store.save(record), self.retry_seconds)
 
     async def release(self) -> None:
         """Hand every held task to the next worker at once (graceful shutdown)."""

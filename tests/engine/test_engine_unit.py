@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 import pytest
 from botocore.exceptions import ClientError
 
+from runners.engine.engine import Engine
 from runners.engine.inputs import Fields
 from runners.engine.records import Outcome, Status, TaskRecord
 from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
@@ -185,6 +187,55 @@ def test_a_task_the_job_table_refuses_fails_with_runner_store_error_at_once() ->
     assert (cause["table"], cause["error"]) == ("memory", "AccessDeniedException")
     assert service.starts == 0  # nothing was started for a task that was not stored
     assert counters.store_errors == 1
+
+
+class StricterRunner(FakeRunner):
+    """A later version of the runner that asks for a field the stored inputs lack."""
+
+    def parse(self, document: Mapping[str, Any]) -> str:
+        Fields(document).required_text("Queue")
+        return super().parse(document)
+
+
+def test_a_stored_input_that_no_longer_parses_fails_its_task_once_and_closes_it() -> None:
+    service = JobService()
+
+    async def scenario() -> tuple[Report, ...]:
+        harness = RunnerHarness(FakeRunner(service))
+        token = await harness.submit({"JobName": "nightly"})  # started, then the worker dies
+        later = time.time() + harness.config.lease_seconds + 1  # its lease has run out
+        upgraded = Engine(
+            harness.config,
+            StricterRunner(service),
+            harness.channel,
+            harness.store,
+            "upgraded",
+            clock=lambda: later,
+            retry_seconds=1.0,
+        )
+        assert await upgraded.claim() == 1
+        assert upgraded.in_flight == {}
+        record = harness.record(token)
+        assert record is not None
+        assert (record.status, record.outcome, record.error) == (
+            Status.DONE,
+            Outcome.FAILED,
+            "RunnerInputError",
+        )
+        assert await upgraded.claim() == 0  # closed: no claim meets it again
+        assert upgraded.counters.input_errors == 1
+        return tuple(harness.channel.tasks[token].reports)
+
+    reports = run(scenario())
+
+    [report] = reports
+    assert (report.kind, report.error) == ("failure", "RunnerInputError")
+    assert json.loads(report.cause or "") == {
+        "field": "Queue",
+        "problem": "is required",
+        "stored_record": True,
+        "run_id": "nightly-1",
+    }
 
 
 def test_a_limit_is_retried_until_the_start_timeout_then_fails_with_its_error() -> None:
