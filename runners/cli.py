@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
+from typing import Any
 
 from runners.errors import ConfigError
 
@@ -97,26 +98,34 @@ class _Scenarios:
 
 
 def run_worker(config_files: Sequence[str], from_env: bool, create_table: bool) -> int:
-    """Serve until SIGTERM/SIGINT, then drain polls, hand over held tasks and exit 0."""
+    """Serve until SIGTERM/SIGINT, then drain polls, hand over held tasks and exit 0;
+    exit 1 if that took longer than the grace period (what was left is logged)."""
     from runners import logs, settings
     from runners.engine.worker import Worker
     from runners.runtime import open_engines
 
     logs.configure(os.environ.get("RUNNERS_LOG_LEVEL", "INFO"))
+    grace = settings.shutdown_grace_seconds(os.environ)
     if from_env:
         configs = settings.served_from_environment(os.environ)
     else:
         configs = [settings.load_file(path, os.environ) for path in config_files]
 
-    async def serve() -> None:
+    async def serve() -> dict[str, Any]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         async with open_engines(configs, create_tables=create_table) as engines:
-            await Worker(engines).run(stop)
+            return await Worker(engines, shutdown_grace_seconds=grace).run(stop)
 
-    asyncio.run(serve())
+    summary = asyncio.run(serve())
+    if "left_behind" in summary:
+        # A table call that never answers still holds a thread, which the interpreter
+        # would wait for at exit: leave now, as the stop timeout would.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     return 0
 
 

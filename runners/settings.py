@@ -23,6 +23,7 @@ from typing import Any
 from runners import registry
 from runners.engine.config import EngineConfig
 from runners.engine.definition import RunnerDefinition
+from runners.engine.worker import SHUTDOWN_GRACE_SECONDS
 from runners.errors import ConfigError
 
 FILE_NAMES = {"gluerunner-config.json": "glue", "athenarunner-config.json": "athena"}
@@ -151,6 +152,21 @@ def served_from_environment(environ: Mapping[str, str]) -> list[RunnerConfig]:
     for name in served:
         registry.get(name)  # an unknown name is a ConfigError naming the known ones
     return [config for runner in served for config in from_environment(runner, environ)]
+
+
+def shutdown_grace_seconds(environ: Mapping[str, str]) -> float:
+    """How long a stopping container worker may take to hand its tasks on
+    (``RUNNERS_SHUTDOWN_GRACE_SECONDS``); keep it below the service's StopTimeout."""
+    text = environ.get("RUNNERS_SHUTDOWN_GRACE_SECONDS")
+    if text is None:
+        return SHUTDOWN_GRACE_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"RUNNERS_SHUTDOWN_GRACE_SECONDS: {text!r} is not a positive number")
+    return seconds
 
 
 def _typed(owner: type, name: str, value: Any, where: str | None = None) -> Any:

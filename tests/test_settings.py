@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from runners.cli import main
+from runners.engine.worker import SHUTDOWN_GRACE_SECONDS
 from runners.errors import ConfigError
-from runners.settings import from_environment, from_mapping, load_file
+from runners.settings import from_environment, from_mapping, load_file, shutdown_grace_seconds
 
 ARN = "arn:aws:states:eu-west-1:123456789012:activity:GlueRunnerActivity"
 
@@ -131,3 +134,21 @@ def test_defaults_are_production_values() -> None:
 
     assert config.poll_seconds == 60.0
     assert config.heartbeat_interval_seconds > config.check_interval_seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "nan", "inf"])
+def test_a_bad_shutdown_grace_period_is_a_config_error_with_exit_code_2(
+    value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNERS_SHUTDOWN_GRACE_SECONDS", value)
+
+    assert main(["worker", "--from-env"]) == 2
+    assert "RUNNERS_SHUTDOWN_GRACE_SECONDS" in capsys.readouterr().err
+
+
+def test_the_shutdown_grace_period_stays_below_the_services_stop_timeout() -> None:
+    template = Path(__file__).parents[1] / "cloudformation" / "runner-service.yaml"
+    stop_timeout = int(re.search(r"StopTimeout: (\d+)", template.read_text())[1])  # type: ignore[index]
+
+    assert shutdown_grace_seconds({}) == SHUTDOWN_GRACE_SECONDS < stop_timeout
+    assert shutdown_grace_seconds({"RUNNERS_SHUTDOWN_GRACE_SECONDS": "25"}) == 25.0

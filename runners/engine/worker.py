@@ -3,7 +3,9 @@
 The same loops serve both ways of running: a container worker runs until told to stop
 (SIGTERM), a scheduled Lambda until its deadline. Shutdown is explicit: stop starting
 polls, let the polls in flight return and store what they bring, then hand every held
-task to the next worker by releasing its lease.
+task to the next worker by releasing its lease. All of it within a grace period: past
+it (a table that does not answer), the worker leaves what it holds to lease expiry and
+says so, rather than be killed mid-write by the container's stop timeout.
 """
 
 from __future__ import annotations
@@ -22,12 +24,24 @@ POLL_MARGIN_SECONDS = 5.0
 _ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 # How often a tick whose polls are over looks whether its last task has closed.
 _IDLE_CHECK_SECONDS = 0.5
+# Below the container service's StopTimeout (120 s in runner-service.yaml), above a 60 s
+# long poll plus storing what it brings.
+SHUTDOWN_GRACE_SECONDS = 100.0
 
 
 class Worker:
-    def __init__(self, engines: Sequence[Engine[Any]], clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        engines: Sequence[Engine[Any]],
+        clock: Any = time.time,
+        shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
+    ) -> None:
         self.engines = list(engines)
         self.clock = clock
+        self.shutdown_grace_seconds = shutdown_grace_seconds
+        # Tasks left to lease expiry (or, unstored, to their state's heartbeat timeout)
+        # because shutdown ran past its grace period.
+        self.left_behind: dict[str, int] | None = None
         self.log = get_logger()
         self._stopping = asyncio.Event()
         self._accepts: set[asyncio.Task[None]] = set()
@@ -53,8 +67,15 @@ class Worker:
             "worker started", runners=[e.runner.name for e in self.engines], pollers=len(pollers)
         )
         await self._until(stop, deadline, pollers)
-        await self._shutdown(pollers, background)
-        return {"runners": [engine.summary() for engine in self.engines]}
+        try:
+            async with asyncio.timeout(self.shutdown_grace_seconds):
+                await self._shutdown(pollers, background)
+        except TimeoutError:
+            await self._abandon(pollers, background)
+        summary: dict[str, Any] = {"runners": [engine.summary() for engine in self.engines]}
+        if self.left_behind is not None:
+            summary["left_behind"] = self.left_behind
+        return summary
 
     async def _until(
         self, stop: asyncio.Event, deadline: float | None, pollers: list[asyncio.Task[None]]
@@ -92,6 +113,26 @@ class Worker:
         for engine in self.engines:
             await engine.release()
         self.log.info("worker stopped")
+
+    async def _abandon(
+        self, pollers: list[asyncio.Task[None]], background: list[asyncio.Task[None]]
+    ) -> None:
+        """The grace period is over: stop waiting. Nothing is lost: a held task's lease
+        expires and another worker claims it; a task polled but not yet stored comes back
+        through its state's heartbeat timeout and Retry."""
+        self.left_behind = {
+            "held": sum(len(engine.in_flight) for engine in self.engines),
+            "unstored": len(self._accepts),
+        }
+        self.log.error(
+            "shutdown grace period over; leaving tasks to lease expiry",
+            grace_seconds=self.shutdown_grace_seconds,
+            **self.left_behind,
+        )
+        tasks = [*pollers, *self._accepts, *background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # Loops --------------------------------------------------------------------------
 

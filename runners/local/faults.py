@@ -116,9 +116,10 @@ class FaultInjector:
             if fault in self._faults:
                 self._faults.remove(fault)
 
-    def outage(self, seconds: float) -> Fault:
-        """Hold every call until ``seconds`` from now have passed, as an outage would."""
-        return self.add(_Outage(pattern="*", kind="hang", until=time.monotonic() + seconds))
+    def outage(self, seconds: float, pattern: str = "*") -> Fault:
+        """Hold every call (or those ``pattern`` names, e.g. ``dynamodb:*``) until
+        ``seconds`` from now have passed, as an outage would."""
+        return self.add(_Outage(pattern=pattern, kind="hang", until=time.monotonic() + seconds))
 
     def on_call(self, pattern: str, hook: AfterCallHook) -> None:
         """Run ``hook`` after a matching call was served, before its response is sent."""

@@ -63,3 +63,57 @@ def test_sigterm_during_a_burst_hands_every_task_on(
     assert timed_out == []
     assert (ledger.jobs_started, ledger.duplicated_starts) == (executions, 0)
     assert (ledger.reported, ledger.duplicated_reports) == (executions, 0)
+
+
+GRACE_SECONDS = 3.0
+
+
+def test_sigterm_while_the_table_does_not_answer_exits_within_the_grace_period(
+    aws: Emulator, tmp_path: Path, report: Report, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB holds every call while tasks arrive; SIGTERM then cannot store or release
+    anything. The worker exits 1 once its grace period is over, saying what it left; the
+    next worker finishes every task (held ones by lease expiry, unstored ones through
+    their state's heartbeat timeout and Retry), none started or reported twice."""
+    monkeypatch.setenv("RUNNERS_SHUTDOWN_GRACE_SECONDS", str(GRACE_SECONDS))
+    flow = make_flow(aws, "glue", job_seconds=4.0)
+    ledger = Ledger(aws)
+    outage = 15.0
+    # Heartbeats stop with the worker: the state allows for the outage and a takeover.
+    machine_arn = machine(aws, flow, heartbeat_seconds=int(outage) + 25)
+    worker_config = flow.config(pollers=4)
+    sfn = patient_client(aws, "stepfunctions")
+
+    with workers(aws, tmp_path, worker_config, name="stuck") as [stuck]:
+        held = start_executions(aws, flow, machine_arn, 10)
+        wait_until(lambda: ledger.jobs_started == 10, timeout=60)
+        aws.faults.outage(outage, pattern="dynamodb:*")
+        outage_ends = time.monotonic() + outage
+        unstored = start_executions(aws, flow, machine_arn, 5)
+        wait_until(lambda: all(events(sfn, arn, "ActivityStarted") for arn in unstored))
+        stuck.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        exit_code = stuck.wait(timeout=30)
+        exited = time.monotonic() - stopped_at
+    log = (tmp_path / "stuck-0.log").read_text(errors="replace")
+
+    time.sleep(max(0.0, outage_ends - time.monotonic()))
+    with workers(aws, tmp_path, worker_config, name="next"):
+        statuses = wait_all(aws, [*held, *unstored], timeout=120)
+    recovery = time.monotonic() - stopped_at
+
+    lost = sum(status != "SUCCEEDED" for status in statuses.values())
+    report.add(
+        "SIGTERM while DynamoDB does not answer (15 s), 3 s grace period",
+        executions=len(statuses),
+        lost=lost,
+        duplicated_jobs=ledger.duplicated_starts,
+        duplicated_reports=ledger.duplicated_reports,
+        recovery_seconds=recovery,
+    )
+    assert exit_code == 1
+    assert GRACE_SECONDS <= exited < GRACE_SECONDS + 3
+    assert "shutdown grace period over" in log
+    assert lost == 0
+    assert (ledger.jobs_started, ledger.duplicated_starts) == (15, 0)
+    assert (ledger.reported, ledger.duplicated_reports) == (15, 0)
