@@ -166,6 +166,20 @@ def test_an_outage_holds_every_call_until_it_ends(aws: Emulator) -> None:
     assert time.monotonic() - began < 0.5
 
 
+def test_an_outage_of_one_service_leaves_the_others_answering(aws: Emulator) -> None:
+    dynamodb, sfn = aws.client("dynamodb"), aws.client("stepfunctions")
+    aws.faults.outage(1.0, pattern="dynamodb:*")
+    began = time.monotonic()
+
+    sfn.list_activities()
+    answered = time.monotonic() - began
+    dynamodb.list_tables()
+    waited = time.monotonic() - began
+
+    assert answered < 0.5
+    assert 0.9 <= waited < 2.0
+
+
 def test_after_call_hooks_run_once_the_call_was_served(aws: Emulator) -> None:
     """A hook sees the served call before its response leaves: the step happened on the
     AWS side, and the caller has not learned it yet (the moment a crash test kills a
