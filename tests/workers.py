@@ -22,6 +22,7 @@ FAST = {
     "check_interval_seconds": 0.3,
     "heartbeat_interval_seconds": 30.0,
     "lease_seconds": 30.0,
+    "clock_skew_seconds": 0.5,
 }
 
 

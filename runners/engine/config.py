@@ -28,6 +28,10 @@ class EngineConfig:
     check_interval_seconds: float = 5.0
     heartbeat_interval_seconds: float = 60.0
     lease_seconds: float = 120.0
+    # Leases compare the wall clocks of different hosts, assumed NTP-synced: a worker
+    # takes a lease over only once it has been expired this long by its own clock, so a
+    # clock a few seconds ahead never takes a live lease.
+    clock_skew_seconds: float = 5.0
     start_timeout_seconds: float = 3600.0
     retention_days: float = 7.0
 

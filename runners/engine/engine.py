@@ -56,6 +56,8 @@ UNANSWERED_START_SECONDS = 60.0
 
 # What a task the job table refused fails with (a state machine can Catch it).
 STORE_ERROR = "RunnerStoreError"
+# The lease of a task handed over at shutdown: expired by any host's clock.
+RELEASED = 0.0
 
 
 class StartInDoubt(Exception):
@@ -399,10 +401,14 @@ class Engine(Generic[SpecT]):
     async def claim(self) -> int:
         """Take over tasks whose owner stopped renewing their leases."""
         now = self.clock()
+        expired_before = now - self.config.clock_skew_seconds
         try:
             records = await retry(
                 lambda: self.store.claim_expired(
-                    self.config.activity_arn, self.owner, now + self.config.lease_seconds, now
+                    self.config.activity_arn,
+                    self.owner,
+                    now + self.config.lease_seconds,
+                    expired_before,
                 ),
                 self.retry_seconds,
             )
@@ -457,10 +463,10 @@ class Engine(Generic[SpecT]):
         await retry(lambda: self.store.save(record), self.retry_seconds)
 
     async def release(self) -> None:
-        """Hand every held task to the next worker at once (graceful shutdown)."""
-        now = self.clock()
+        """Hand every held task to the next worker at once (graceful shutdown): a
+        released lease is expired by any clock."""
         for flight in list(self.in_flight.values()):
-            flight.record.lease_expires_at = now
+            flight.record.lease_expires_at = RELEASED
         await asyncio.gather(
             *(self._save(f) for f in self.in_flight.values()), return_exceptions=True
         )

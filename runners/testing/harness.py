@@ -29,6 +29,7 @@ FAST = {
     "check_interval_seconds": 0.05,
     "heartbeat_interval_seconds": 60.0,
     "lease_seconds": 30.0,
+    "clock_skew_seconds": 0.5,
     "start_timeout_seconds": 5.0,
 }
 

@@ -34,7 +34,10 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_lets_go(aws: Emulator)
             task = await first.channel.poll()
             assert task is not None
             await first.accept(task)
-            await asyncio.sleep(1.2)  # the first owner stalls past its lease
+            # The first owner stalls past its lease and the clock-skew margin.
+            await asyncio.sleep(
+                runner_config.lease_seconds + runner_config.clock_skew_seconds + 0.2
+            )
             assert await second.claim() == 1
             await first.check()  # its next write is refused: it lets go
             while second.in_flight:

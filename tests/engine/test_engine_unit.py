@@ -238,6 +238,60 @@ def test_a_stored_input_that_no_longer_parses_fails_its_task_once_and_closes_it(
     }
 
 
+@pytest.mark.parametrize(("margin", "taken_early"), [(5.0, 0), (0.001, 1)])
+def test_a_worker_whose_clock_is_5_s_ahead_takes_no_live_lease(
+    margin: float, taken_early: int
+) -> None:
+    """Leases compare two hosts' clocks: with the skew margin, a claimer 5 s ahead takes
+    a lease no earlier than the owner's own clock says it expired (without it, 4 s
+    early, while the owner may still be working)."""
+    service, now = JobService(), [1_000_000.0]
+
+    async def scenario() -> tuple[int, int]:
+        harness = RunnerHarness(FakeRunner(service), clock_skew_seconds=margin)
+        harness.engine.clock = lambda: now[0]
+        await harness.submit({"JobName": "nightly"})  # leased until now + 30 s
+        ahead = Engine(
+            harness.config,
+            FakeRunner(service),
+            harness.channel,
+            harness.store,
+            "ahead",
+            clock=lambda: now[0] + 5.0,
+        )
+        now[0] += harness.config.lease_seconds - 1  # 1 s left on the owner's clock
+        early = await ahead.claim()
+        now[0] += 1.5  # expired on the owner's clock, and the owner is gone
+        return early, await ahead.claim()
+
+    early, later = run(scenario())
+
+    assert early == taken_early
+    assert later == 1 - taken_early
+    assert service.starts == 1
+
+
+def test_a_lease_released_at_shutdown_is_taken_over_by_a_clock_behind() -> None:
+    service, now = JobService(), [1_000_000.0]
+
+    async def scenario() -> int:
+        harness = RunnerHarness(FakeRunner(service), clock_skew_seconds=5.0)
+        harness.engine.clock = lambda: now[0]
+        await harness.submit({"JobName": "nightly"})
+        await harness.engine.release()
+        behind = Engine(
+            harness.config,
+            FakeRunner(service),
+            harness.channel,
+            harness.store,
+            "behind",
+            clock=lambda: now[0] - 5.0,
+        )
+        return await behind.claim()
+
+    assert run(scenario()) == 1
+
+
 def test_a_limit_is_retried_until_the_start_timeout_then_fails_with_its_error() -> None:
     service = JobService(refuse_with=refused("LimitExceeded"))
 
