@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from runners.cli import main
 from runners.engine.worker import SHUTDOWN_GRACE_SECONDS
 from runners.errors import ConfigError
 from runners.settings import from_environment, from_mapping, load_file, shutdown_grace_seconds
@@ -137,13 +136,9 @@ def test_defaults_are_production_values() -> None:
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-5", "nan", "inf"])
-def test_a_bad_shutdown_grace_period_is_a_config_error_with_exit_code_2(
-    value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RUNNERS_SHUTDOWN_GRACE_SECONDS", value)
-
-    assert main(["worker", "--from-env"]) == 2
-    assert "RUNNERS_SHUTDOWN_GRACE_SECONDS" in capsys.readouterr().err
+def test_a_bad_shutdown_grace_period_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="RUNNERS_SHUTDOWN_GRACE_SECONDS"):
+        shutdown_grace_seconds({"RUNNERS_SHUTDOWN_GRACE_SECONDS": value})
 
 
 def test_the_shutdown_grace_period_stays_below_the_services_stop_timeout() -> None:

@@ -5,6 +5,8 @@ turns a ``ConfigError`` into one line and exit code 2)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -15,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runners import registry
-from runners.cli import main
 from runners.engine.config import EngineConfig
 from runners.errors import ConfigError
 from runners.settings import ALIASES, from_environment, from_mapping
@@ -126,13 +127,21 @@ def test_an_environment_variable_loads_or_names_itself(
     ],
 )
 def test_the_worker_command_exits_2_with_one_line_for_a_bad_config_file(
-    content: object, named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    content: object, named: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "config.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
+    # Its own process: the worker command configures logging for the whole process.
+    result = subprocess.run(
+        [sys.executable, "-m", "runners", "worker", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
-    assert main(["worker", "--config", str(path)]) == 2
-    error = capsys.readouterr().err
+    assert result.returncode == 2
+    error = result.stderr
     assert named in error
     assert "Traceback" not in error
     assert len(error.strip().splitlines()) == 1
