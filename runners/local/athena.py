@@ -8,9 +8,10 @@ What moto lacks and this adds (Amazon Athena API reference):
   ``UnprocessedQueryExecutionIds``;
 - a query's state follows a wall-clock timeline chosen per query text
   (``RunBehaviour``): QUEUED, RUNNING, then SUCCEEDED / FAILED (with ``AthenaError`` and
-  ``StateChangeReason``) / CANCELLED; explicit phases can show a transient failure that
-  Athena queues again ("you may see the query state transition from RUNNING or FAILED
-  to QUEUED", ``QueryExecutionStatus``);
+  ``StateChangeReason``) / CANCELLED; explicit phases can show a transient error
+  ("For queries that experience certain transient errors, the state transitions from
+  RUNNING back to QUEUED. The FAILED state is always terminal with no automatic retry",
+  ``QueryExecutionStatus``);
 - statistics that follow the timeline, and ``InvalidRequestException`` for unknown
   query and named-query ids;
 - a query with no result location, neither its own nor its workgroup's, is refused
@@ -209,7 +210,7 @@ def query_execution(execution: EmulatedQueryExecution) -> dict[str, Any]:
         status["AthenaError"] = {
             "ErrorCategory": 2,
             "ErrorType": 1000,
-            "Retryable": completed_at is None,
+            "Retryable": False,
             "ErrorMessage": message,
         }
     running_ms = int(timeline.seconds_in("RUNNING", now) * 1000)

@@ -8,8 +8,7 @@ returns the first query instead of running a second. Queries are parameterised w
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +21,8 @@ from runners.engine.definition import (
     RunnerDefinition,
 )
 from runners.engine.inputs import Fields
-from runners.engine.runner import RUNNING, Job, JobStatus, Runner, TaskStart
-from runners.engine.service import Phase, Refusals, StateTable, iso
+from runners.engine.runner import Job, JobStatus, Runner, TaskStart
+from runners.engine.service import Refusals, StateTable, iso
 from runners.errors import RunnerError, RunnerInputError
 from runners.logs import get_logger
 
@@ -41,10 +40,6 @@ REFUSALS = Refusals(
 )
 ENCRYPTION_OPTIONS = ("SSE_S3", "SSE_KMS", "CSE_KMS")
 BATCH = 50  # BatchGetQueryExecution takes at most 50 ids
-# Athena may queue a query again after a transient failure ("you may see the query state
-# transition from RUNNING or FAILED to QUEUED"): a failure Athena calls retryable is
-# reported only once it has stood this long.
-RETRYABLE_FAILURE_GRACE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -70,15 +65,10 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
         athena: Any,
         default_output_location: str | None = None,
         default_workgroup: str | None = None,
-        failure_grace_seconds: float = RETRYABLE_FAILURE_GRACE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.athena = athena
         self.default_output_location = default_output_location
         self.default_workgroup = default_workgroup
-        self.failure_grace_seconds = failure_grace_seconds
-        self.clock = clock
-        self._failing_since: dict[str, float] = {}
         self.log = get_logger(runner=self.name)
 
     def parse(self, document: Mapping[str, Any]) -> AthenaQuerySpec:
@@ -182,25 +172,16 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
         return statuses
 
     def _status(self, execution: Mapping[str, Any]) -> JobStatus:
-        query_id = execution["QueryExecutionId"]
-        status = execution.get("Status", {})
-        phase = STATES.phase(status.get("State"))
-        retryable = phase is Phase.FAILED and status.get("State") == "FAILED"
-        if retryable and self._may_be_retried(query_id, status):
-            return RUNNING
-        self._failing_since.pop(query_id, None)
+        """FAILED is final: "For queries that experience certain transient errors, the
+        state transitions from RUNNING back to QUEUED. The FAILED state is always terminal
+        with no automatic retry" (``QueryExecutionStatus``). ``AthenaError.Retryable`` in
+        the cause tells a state machine whether resubmitting may help."""
         return STATES.status(
-            status.get("State"),
+            execution.get("Status", {}).get("State"),
             output=lambda: output(execution),
             error=FAILED_ERROR,
             cause=lambda: output(execution),
         )
-
-    def _may_be_retried(self, query_id: str, status: Mapping[str, Any]) -> bool:
-        if not status.get("AthenaError", {}).get("Retryable", False):
-            return False
-        first_seen = self._failing_since.setdefault(query_id, self.clock())
-        return self.clock() - first_seen < self.failure_grace_seconds
 
     async def stop(self, job: Job[AthenaQuerySpec]) -> None:
         await self.athena.stop_query_execution(QueryExecutionId=job.run_id)

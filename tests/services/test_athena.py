@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runners.engine.runner import RUNNING, Failed, Job, Succeeded, TaskStart
+from runners.engine.runner import Failed, Job, Succeeded, TaskStart
 from runners.errors import RunnerInputError
 from runners.local import Emulator, RunBehaviour
 from runners.services.athena import AthenaQueryRunner
@@ -151,14 +151,13 @@ def test_queries_are_checked_fifty_per_call(
     assert aws.faults.calls["athena:BatchGetQueryExecution"] == 3
 
 
-def test_a_retryable_failure_is_held_back_then_reported(aws: Emulator, aio_loop: AioLoop) -> None:
-    client = aio_loop.client("athena", aws.endpoint_url, aws.client_env())
-    now = [0.0]
-    runner = AthenaQueryRunner(
-        client._client, default_output_location=OUT, failure_grace_seconds=10, clock=lambda: now[0]
-    )
+def test_a_failed_query_is_reported_at_its_first_check(
+    aws: Emulator, aio_loop: AioLoop, runner: AthenaQueryRunner
+) -> None:
+    """QueryExecutionStatus: "The FAILED state is always terminal with no automatic
+    retry": nothing is held back, and the cause carries ``AthenaError``."""
     aws.athena_queries.default = RunBehaviour(
-        phases=(("RUNNING", 0.1), ("FAILED", 600)), error_message="transient"
+        duration=0.1, final_state="FAILED", error_message="HIVE_CURSOR_ERROR"
     )
     spec = runner.parse({"AthenaQueryString": "SELECT 1", "AthenaDatabase": "db"})
     job = Job(spec, aio_loop.run(runner.start(spec, TaskStart("r" * 64, 0.0))))
@@ -171,11 +170,8 @@ def test_a_retryable_failure_is_held_back_then_reported(aws: Emulator, aio_loop:
         )
     )
 
-    held = aio_loop.run(runner.check([job]))[job.run_id]
-    now[0] = 11.0
     reported = aio_loop.run(runner.check([job]))[job.run_id]
-    client.close()
 
-    assert held is RUNNING
     assert isinstance(reported, Failed)
-    assert reported.cause["AthenaError"]["Retryable"] is True
+    assert reported.error == "AthenaQueryFailedError"
+    assert reported.cause["AthenaError"]["ErrorMessage"] == "HIVE_CURSOR_ERROR"
