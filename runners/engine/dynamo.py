@@ -20,7 +20,7 @@ from pynamodb.exceptions import DeleteError, PutError, TableError, UpdateError
 from pynamodb.models import Model
 
 from runners.errors import ConfigError
-from runners.retry import error_code, retry_sync
+from runners.retry import RETRIES, error_code, retry_sync
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Model)
@@ -63,7 +63,7 @@ def ensure_table(model: type[Model]) -> None:
                 raise
         model.update_ttl(ignore_update_ttl_errors=True)
 
-    retry_sync(create)
+    retry_sync(create, RETRIES.setup)
 
 
 def verify_table(model: type[Model], role: str) -> None:
@@ -115,8 +115,8 @@ def verify_table(model: type[Model], role: str) -> None:
 def _describe(table: str, region: str, where: str) -> tuple[Any, Any]:
     client = boto3.client("dynamodb", region_name=region)
     try:
-        found = retry_sync(lambda: client.describe_table(TableName=table))["Table"]
-        ttl = retry_sync(lambda: client.describe_time_to_live(TableName=table))
+        found = retry_sync(lambda: client.describe_table(TableName=table), RETRIES.setup)["Table"]
+        ttl = retry_sync(lambda: client.describe_time_to_live(TableName=table), RETRIES.setup)
     except ClientError as error:
         code = error_code(error)
         if code == "ResourceNotFoundException":

@@ -40,10 +40,16 @@ from runners.engine.runner import (
 from runners.engine.store import JobStore
 from runners.errors import RunnerInputError, TaskFailure, TryLater
 from runners.logs import get_logger, token_hash
-from runners.retry import error_code, is_ambiguous, is_retryable, is_unanswered, retry
+from runners.retry import (
+    RETRIES,
+    RetryPolicies,
+    error_code,
+    is_ambiguous,
+    is_retryable,
+    is_unanswered,
+    retry,
+)
 
-# Retries inside one check cycle give up after this long; the next cycle tries again.
-CYCLE_RETRY_SECONDS = 30.0
 # How many AWS operations one engine runs at once.
 CONCURRENCY = 64
 # A search for an earlier run that takes longer than this may have been held behind the
@@ -105,10 +111,10 @@ class Engine(Generic[SpecT]):
         store: JobStore,
         owner: str,
         clock: Callable[[], float] = time.time,
-        retry_seconds: float = CYCLE_RETRY_SECONDS,
+        retries: RetryPolicies = RETRIES,
     ) -> None:
         self.config, self.runner, self.channel = config, runner, channel
-        self.retry_seconds = retry_seconds
+        self.retries = retries
         self.store, self.owner, self.clock = store, owner, clock
         self.in_flight: dict[str, InFlight[SpecT]] = {}
         self.counters = Counters()
@@ -152,7 +158,10 @@ class Engine(Generic[SpecT]):
         except RunnerInputError as error:
             self.counters.input_errors += 1
             log.warning("task input rejected", field=error.field, problem=error.problem)
-            await retry(partial(self.channel.fail, task.token, error.error, error.cause), None)
+            await retry(
+                partial(self.channel.fail, task.token, error.error, error.cause),
+                self.retries.accept,
+            )
             return None
         now = self.clock()
         record = TaskRecord(
@@ -168,7 +177,7 @@ class Engine(Generic[SpecT]):
         # A received task must not be lost: keep trying to store it while the table may
         # come back; one it refuses (wrong table, missing permission) is failed at once.
         try:
-            stored = await retry(lambda: self.store.create(record), None)
+            stored = await retry(lambda: self.store.create(record), self.retries.accept)
         except Exception as error:
             await self._store_refused(task, log, error)
             return None
@@ -192,7 +201,10 @@ class Engine(Generic[SpecT]):
             "message": str(getattr(error, "cause", None) or error)[:1000],
         }
         log.error("the job table refused the task; it fails with " + STORE_ERROR, **cause)
-        await retry(partial(self.channel.fail, task.token, STORE_ERROR, json.dumps(cause)), None)
+        await retry(
+            partial(self.channel.fail, task.token, STORE_ERROR, json.dumps(cause)),
+            self.retries.accept,
+        )
 
     # Starting ----------------------------------------------------------------------
 
@@ -201,7 +213,7 @@ class Engine(Generic[SpecT]):
         try:
             run_id = await self._earlier_run(flight)
             if run_id is None:
-                run_id = await retry(lambda: self._attempt_start(flight), self.retry_seconds)
+                run_id = await retry(lambda: self._attempt_start(flight), self.retries.start)
         except TryLater as later:
             if now >= record.created_at + self.config.start_timeout_seconds:
                 await self._close(flight, Failed(later.error, {"reason": later.reason}))
@@ -257,7 +269,7 @@ class Engine(Generic[SpecT]):
             return None
         began = time.monotonic()
         run_id = await retry(
-            lambda: self.runner.find(flight.spec, self._task_start(flight)), self.retry_seconds
+            lambda: self.runner.find(flight.spec, self._task_start(flight)), self.retries.start
         )
         if run_id is None and time.monotonic() - began > PROMPT_SEARCH_SECONDS:
             raise StartInDoubt("the search for an earlier run was answered slowly")
@@ -319,7 +331,7 @@ class Engine(Generic[SpecT]):
             return {}
         jobs = [Job(f.spec, f.record.run_id or "") for f in flights]
         try:
-            statuses = await retry(lambda: self.runner.check(jobs), self.retry_seconds)
+            statuses = await retry(lambda: self.runner.check(jobs), self.retries.status)
         except Exception:
             self.log.exception("status check failed; will retry", jobs=len(jobs))
             return {}
@@ -327,7 +339,9 @@ class Engine(Generic[SpecT]):
         return dict(statuses)
 
     async def _heartbeat(self, flight: InFlight[SpecT]) -> None:
-        open_ = await retry(lambda: self.channel.heartbeat(flight.record.token), self.retry_seconds)
+        open_ = await retry(
+            lambda: self.channel.heartbeat(flight.record.token), self.retries.heartbeat
+        )
         self.counters.heartbeats += 1
         if open_:
             flight.heartbeat_at = self.clock()
@@ -347,13 +361,13 @@ class Engine(Generic[SpecT]):
         token = flight.record.token
         if isinstance(status, Succeeded):
             reported = status.reported or await retry(
-                lambda: self.channel.succeed(token, status.output), self.retry_seconds
+                lambda: self.channel.succeed(token, status.output), self.retries.report
             )
             outcome, error = Outcome.SUCCEEDED, None
         else:
             cause = json.dumps(status.cause, default=str)
             reported = await retry(
-                lambda: self.channel.fail(token, status.error, cause), self.retry_seconds
+                lambda: self.channel.fail(token, status.error, cause), self.retries.report
             )
             outcome, error = Outcome.FAILED, status.error
         if not reported:
@@ -376,14 +390,14 @@ class Engine(Generic[SpecT]):
             try:
                 run_id = await retry(
                     lambda: self.runner.find(flight.spec, self._task_start(flight)),
-                    self.retry_seconds,
+                    self.retries.start,
                 )
             except (TaskFailure, TryLater):
                 flight.log.info("the start in doubt was refused: no job to stop")
         if run_id:
             job = Job(flight.spec, run_id)
             try:
-                await retry(lambda: self.runner.stop(job), self.retry_seconds)
+                await retry(lambda: self.runner.stop(job), self.retries.stop)
             except Exception:
                 flight.log.exception("could not stop the job")
         await self._done(flight, Outcome.CANCELLED, None)
@@ -410,7 +424,7 @@ class Engine(Generic[SpecT]):
                     now + self.config.lease_seconds,
                     expired_before,
                 ),
-                self.retry_seconds,
+                self.retries.store,
             )
         except Exception:
             self.log.exception("claiming orphaned tasks failed; will retry")
@@ -456,11 +470,11 @@ class Engine(Generic[SpecT]):
         log.error("stored input no longer parses; the task fails", field=error.field)
         await retry(
             partial(self.channel.fail, record.token, error.error, json.dumps(cause)),
-            self.retry_seconds,
+            self.retries.report,
         )
         record.status, record.outcome, record.error = Status.DONE, Outcome.FAILED, error.error
         record.finished_at = self.clock()
-        await retry(lambda: self.store.save(record), self.retry_seconds)
+        await retry(lambda: self.store.save(record), self.retries.store)
 
     async def release(self) -> None:
         """Hand every held task to the next worker at once (graceful shutdown): a
@@ -474,7 +488,7 @@ class Engine(Generic[SpecT]):
         self.capacity_freed.set()
 
     async def _save(self, flight: InFlight[SpecT]) -> bool:
-        if await retry(lambda: self.store.save(flight.record), self.retry_seconds):
+        if await retry(lambda: self.store.save(flight.record), self.retries.store):
             return True
         flight.log.warning("task taken over by another worker; letting go")
         self.counters.lost += 1

@@ -21,7 +21,6 @@ from runners.logs import get_logger
 
 # A poll is only started if it can finish before the deadline, with this margin.
 POLL_MARGIN_SECONDS = 5.0
-_ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 # How often a tick whose polls are over looks whether its last task has closed.
 _IDLE_CHECK_SECONDS = 0.5
 # Below the container service's StopTimeout (120 s in runner-service.yaml), above a 60 s
@@ -144,8 +143,8 @@ class Worker:
                 task = await engine.channel.poll()
             except Exception:
                 engine.log.exception("poll failed")
-                await self._pause(_ERROR_BACKOFF_SECONDS[min(failures, 3)])
                 failures += 1
+                await self._pause(engine.retries.poll.wait_seconds(failures))
                 continue
             finally:
                 engine.polls_open -= 1

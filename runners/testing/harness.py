@@ -23,6 +23,7 @@ from runners.engine.engine import Engine
 from runners.engine.records import TaskRecord, task_id_for
 from runners.engine.runner import Runner, SpecT
 from runners.engine.store import JobStore
+from runners.retry import RETRIES, RetryPolicies
 from runners.testing.memory import ACTIVITY_ARN, MemoryChannel, MemoryStore, Report
 
 FAST = {
@@ -33,22 +34,24 @@ FAST = {
     "start_timeout_seconds": 5.0,
 }
 
+# Retries give up within a second, so a test of an outage is quick.
+FAST_RETRIES = RETRIES.within(1.0)
+
 
 class RunnerHarness(Generic[SpecT]):
     def __init__(
         self,
         runner: Runner[SpecT],
         owner: str = "harness",
-        retry_seconds: float = 1.0,
+        retries: RetryPolicies = FAST_RETRIES,
         store: JobStore | None = None,
         **config: Any,
     ) -> None:
         self.channel = MemoryChannel()
         self.store = store or MemoryStore()
         self.config = EngineConfig(activity_arn=ACTIVITY_ARN, table="memory", **{**FAST, **config})
-        # Retries give up within a second, so a test of an outage is quick.
         self.engine: Engine[SpecT] = Engine(
-            self.config, runner, self.channel, self.store, owner, retry_seconds=retry_seconds
+            self.config, runner, self.channel, self.store, owner, retries=retries
         )
 
     async def __aenter__(self) -> RunnerHarness[SpecT]:

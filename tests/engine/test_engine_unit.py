@@ -18,6 +18,7 @@ from runners.engine.inputs import Fields
 from runners.engine.records import Outcome, Status, TaskRecord
 from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, Succeeded, TaskStart
 from runners.engine.service import Phase, Refusals, StateTable
+from runners.retry import RETRIES
 from runners.testing import MemoryStore, Report, RunnerHarness
 
 STATES = StateTable(
@@ -211,7 +212,7 @@ def test_a_stored_input_that_no_longer_parses_fails_its_task_once_and_closes_it(
             harness.store,
             "upgraded",
             clock=lambda: later,
-            retry_seconds=1.0,
+            retries=RETRIES.within(1.0),
         )
         assert await upgraded.claim() == 1
         assert upgraded.in_flight == {}
@@ -332,7 +333,7 @@ def test_a_start_in_doubt_is_found_and_stopped_when_its_execution_stops() -> Non
         # check below meets a task due only for its heartbeat.
         harness = RunnerHarness(
             FakeRunner(service),
-            retry_seconds=0.3,
+            retries=RETRIES.within(0.3),
             heartbeat_interval_seconds=0.05,
             check_interval_seconds=5.0,
         )
@@ -361,7 +362,7 @@ def test_a_start_in_doubt_that_is_refused_when_found_leaves_nothing_to_stop() ->
         # check below meets a task due only for its heartbeat.
         harness = RunnerHarness(
             FakeRunner(service),
-            retry_seconds=0.3,
+            retries=RETRIES.within(0.3),
             heartbeat_interval_seconds=0.05,
             check_interval_seconds=5.0,
         )
