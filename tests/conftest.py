@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from runners.local import Emulator
 from tests.aio import AioClient, AioLoop
@@ -12,6 +13,14 @@ from tests.aio import AioClient, AioLoop
 POLL_SECONDS = 1.0
 
 ClientFactory = Callable[[str], Any]
+
+
+@pytest.fixture(autouse=True)
+def _unconfigured_logging() -> Iterator[None]:
+    """A handler called in-process configures structlog for the whole process, bound to
+    that test's captured stream: undo it, so no test's logs depend on the ones before."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,9 @@ from runners.runtime import open_engines
 
 # Stop this long before Lambda's own timeout, to release leases and return.
 SAFETY_SECONDS = 10.0
+# Shutdown must end before Lambda's timeout does: past this, the tick leaves what it holds
+# to lease expiry (and says so) rather than be killed in the middle of a write.
+SHUTDOWN_GRACE_SECONDS = SAFETY_SECONDS - 2.0
 
 
 class LambdaContext(Protocol):
@@ -41,4 +44,5 @@ async def _tick(
     configs: list[settings.RunnerConfig], deadline: float, instance: str
 ) -> dict[str, Any]:
     async with open_engines(configs, owner_instance=instance) as engines:
-        return await Worker(engines).run(asyncio.Event(), deadline)
+        worker = Worker(engines, shutdown_grace_seconds=SHUTDOWN_GRACE_SECONDS)
+        return await worker.run(asyncio.Event(), deadline)

@@ -15,6 +15,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -341,3 +343,124 @@ def workers(
 def logs_hold_no_token(aws: Emulator, tmp_path: Path) -> bool:
     text = "".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
     return not any(token in text for token in aws.issued_task_tokens())
+
+
+# A scheduled Lambda's tick in its own process, with the context Lambda passes it.
+TICK = r"""
+import json, os, sys, time
+request_id, timeout = sys.argv[1], float(sys.argv[2])
+deadline = time.time() + timeout
+
+class Context:
+    aws_request_id = request_id
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int((deadline - time.time()) * 1000))
+
+from runners.handlers.runner import handler
+summary = handler({"source": "aws.events", "detail-type": "Scheduled Event"}, Context())
+print("TICK SUMMARY " + json.dumps(summary), flush=True)
+# The invocation ends when the handler returns: Lambda's runtime does not wait for the
+# threads a call that never answered left behind.
+os._exit(0)
+"""
+
+
+class Tick:
+    """One invocation: killed (SIGKILL) at its timeout, as Lambda ends a function that
+    runs past it ("Task timed out")."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], log_path: Path, timeout_seconds: float
+    ) -> None:
+        self.process, self.log_path, self.timeout_seconds = process, log_path, timeout_seconds
+        self.timed_out = False
+        self.timer = threading.Timer(timeout_seconds, self._time_out)
+        self.timer.start()
+
+    def _time_out(self) -> None:
+        if self.process.poll() is None:
+            self.timed_out = True
+            self.process.kill()
+
+    def wait(self) -> int:
+        code = self.process.wait(timeout=self.timeout_seconds + 30)
+        self.timer.cancel()
+        return code
+
+    def end(self) -> None:
+        self.timer.cancel()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=30)
+
+    def summary(self) -> dict[str, Any] | None:
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("TICK SUMMARY "):
+                found: dict[str, Any] = json.loads(line.removeprefix("TICK SUMMARY "))
+                return found
+        return None
+
+
+def start_tick(
+    aws: Emulator, tmp_path: Path, config: RunnerConfig, name: str, timeout_seconds: float = 20.0
+) -> Tick:
+    """``runners.handlers.runner.handler`` invoked as EventBridge's schedule invokes it."""
+    config_path = tmp_path / f"{name}.json"
+    config_path.write_text(json.dumps(config.as_mapping()))
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", TICK, name, str(timeout_seconds)],
+            env={
+                **os.environ,
+                **aws.client_env(),
+                "RUNNERS_RUNNER": config.runner,
+                "RUNNERS_CONFIG_FILE": str(config_path),
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Tick(process, log_path, timeout_seconds)
+
+
+@contextmanager
+def ticks(aws: Emulator, tmp_path: Path) -> Iterator[Callable[..., Tick]]:
+    """Start ticks with the returned function; every one is ended on the way out."""
+    started: list[Tick] = []
+
+    def start(config: RunnerConfig, name: str, timeout_seconds: float = 20.0) -> Tick:
+        tick = start_tick(aws, tmp_path, config, name, timeout_seconds)
+        started.append(tick)
+        return tick
+
+    try:
+        yield start
+    finally:
+        for tick in started:
+            tick.end()
+
+
+def ticks_until_done(
+    start: Callable[..., Tick],
+    config: RunnerConfig,
+    aws: Emulator,
+    executions: list[str],
+    timeout: float,
+    prefix: str = "tick",
+) -> dict[str, str]:
+    """Invoke one tick after another (a schedule whose ticks never overlap) until every
+    execution has ended or ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    number = 0
+    statuses = statuses_now(aws, executions)
+    while time.monotonic() < deadline and "RUNNING" in statuses.values():
+        number += 1
+        start(config, f"{prefix}-{number}").wait()
+        statuses = statuses_now(aws, executions)
+    return statuses
+
+
+def statuses_now(aws: Emulator, executions: list[str]) -> dict[str, str]:
+    sfn = patient_client(aws, "stepfunctions")
+    return {arn: sfn.describe_execution(executionArn=arn)["status"] for arn in executions}
