@@ -196,7 +196,7 @@ RETRIES = RetryPolicies(
     setup=RetryPolicy(
         60.0,
         "table checks at start: a worker that cannot reach its table within a minute "
-        "exits with a ConfigError rather than take tasks it cannot keep",
+        "stops with that error (exit 1) rather than take tasks it cannot keep",
     ),
 )
 

@@ -46,9 +46,25 @@ def running_worker(*configs: RunnerConfig) -> Iterator[BackgroundWorker]:
         yield worker
 
 
+# ``python -m runners`` on a host whose wall clock is off by argv[1] seconds (NTP-synced
+# hosts differ by milliseconds; this is the skew the lease margin must absorb). Patched
+# before the runners are imported, so every default clock is the skewed one.
+SKEWED = r"""
+import sys, time
+_real, skew = time.time, float(sys.argv.pop(1))
+time.time = lambda: _real() + skew
+from runners.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @contextmanager
 def worker_process(
-    aws: Emulator, tmp_path: Path, *configs: RunnerConfig, log_name: str = "worker"
+    aws: Emulator,
+    tmp_path: Path,
+    *configs: RunnerConfig,
+    log_name: str = "worker",
+    clock_ahead_seconds: float = 0.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m runners worker`` as a user runs it, pointed at the emulator."""
     paths = []
@@ -58,8 +74,11 @@ def worker_process(
         paths.append(path)
     arguments = [arg for path in paths for arg in ("--config", str(path))]
     log = (tmp_path / f"{log_name}.log").open("wb")
+    runners = (
+        ["-m", "runners"] if not clock_ahead_seconds else ["-c", SKEWED, str(clock_ahead_seconds)]
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "runners", "worker", *arguments, "--create-table"],
+        [sys.executable, *runners, "worker", *arguments, "--create-table"],
         env={**os.environ, **aws.client_env()},
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -331,11 +331,24 @@ def kill_when(process: Any, predicate: Callable[[Call], bool]) -> Callable[[Call
 
 @contextmanager
 def workers(
-    aws: Emulator, tmp_path: Path, *configs: RunnerConfig, count: int = 1, name: str = "worker"
+    aws: Emulator,
+    tmp_path: Path,
+    *configs: RunnerConfig,
+    count: int = 1,
+    name: str = "worker",
+    clock_ahead_seconds: float = 0.0,
 ) -> Iterator[list[Any]]:
     with ExitStack() as stack:
         yield [
-            stack.enter_context(worker_process(aws, tmp_path, *configs, log_name=f"{name}-{n}"))
+            stack.enter_context(
+                worker_process(
+                    aws,
+                    tmp_path,
+                    *configs,
+                    log_name=f"{name}-{n}",
+                    clock_ahead_seconds=clock_ahead_seconds,
+                )
+            )
             for n in range(count)
         ]
 

@@ -97,3 +97,45 @@ def test_an_outage_ends_and_the_worker_recovers_by_itself(
     assert lost == 0, statuses
     assert (ledger.jobs_started, ledger.duplicated_starts) == (20, 0)
     assert (ledger.reported, ledger.duplicated_reports) == (20, 0)
+
+
+@pytest.mark.parametrize(
+    "outage", [pytest.param(10.0, id="10s"), pytest.param(30.0, id="30s", marks=pytest.mark.slow)]
+)
+def test_tasks_that_arrive_while_dynamodb_does_not_answer_are_kept_and_run_once(
+    aws: Emulator, tmp_path: Path, report: Report, outage: float
+) -> None:
+    """Only DynamoDB stops answering (Step Functions and Glue are up): jobs keep running
+    and tasks keep arriving that cannot be stored. The worker holds each received task
+    until the table answers (it never starts a job it has not recorded), then runs them
+    all, once; leases that lapsed meanwhile are its own again."""
+    flow = make_flow(aws, "glue", job_seconds=3.0)
+    ledger = Ledger(aws)
+    # Received tasks send no heartbeat until they are stored: the state allows for it.
+    machine_arn = machine(aws, flow, heartbeat_seconds=int(outage) + 30)
+    with workers(aws, tmp_path, flow.config(pollers=4)) as [worker]:
+        running = start_executions(aws, flow, machine_arn, 10)
+        wait_until(lambda: ledger.jobs_started == 10, timeout=30)
+        aws.faults.outage(outage, pattern="dynamodb:*")
+        back_at = time.monotonic() + outage
+        arriving = start_executions(aws, flow, machine_arn, 10)
+        time.sleep(max(0.0, back_at - time.monotonic()))
+        started_during_outage = ledger.jobs_started - 10
+        statuses = wait_all(aws, [*running, *arriving], timeout=120)
+        recovered = time.monotonic() - back_at
+        alive = worker.poll() is None
+
+    lost = sum(status != "SUCCEEDED" for status in statuses.values())
+    report.add(
+        f"DynamoDB does not answer for {outage:.0f} s while tasks arrive",
+        executions=len(statuses),
+        lost=lost,
+        duplicated_jobs=ledger.duplicated_starts,
+        duplicated_reports=ledger.duplicated_reports,
+        recovery_seconds=recovered,
+    )
+    assert alive
+    assert started_during_outage == 0  # no job for a task the table does not know
+    assert lost == 0, statuses
+    assert (ledger.jobs_started, ledger.duplicated_starts) == (20, 0)
+    assert (ledger.reported, ledger.duplicated_reports) == (20, 0)
