@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -64,8 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         help="fire every scheduled EventBridge rule this often (default: never)",
     )
+    _add_jobs(commands)
     args = parser.parse_args(argv)
     try:
+        if args.command == "jobs":
+            return run_jobs(args)
         if args.command == "demo":
             from runners.demo import run_demo
 
@@ -76,6 +80,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+
+
+def _add_jobs(commands: Any) -> None:
+    from runners.engine.records import Status
+
+    jobs = commands.add_parser("jobs", help="list, show, release or fail tracked tasks")
+    jobs.add_argument("--table", required=True, help="the runner's job table")
+    jobs.add_argument(
+        "--region",
+        default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        help="the table's region (default: AWS_REGION / AWS_DEFAULT_REGION)",
+    )
+    jobs.add_argument("--json", action="store_true", help="JSON instead of a table")
+    actions = jobs.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="tracked tasks, one page")
+    listing.add_argument("--status", choices=[status.value for status in Status])
+    listing.add_argument("--runner", help="only this runner's tasks")
+    listing.add_argument("--limit", type=_positive_int, default=50, help="page size (50)")
+    listing.add_argument("--after", metavar="TASK_ID", help="the page after this task")
+    for name, text in (("show", "one task"), ("release", "expire its lease now")):
+        actions.add_parser(name, help=text).add_argument("task_id")
+    failing = actions.add_parser("fail", help="fail the task with a named error")
+    failing.add_argument("task_id")
+    failing.add_argument("--error", required=True, help="the error name its Catch matches")
+    failing.add_argument("--cause", default="failed by an operator", help="why")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    from runners.engine.records import Status
+    from runners.operations import jobs
+
+    if not args.region:
+        raise ConfigError("--region: give the table's region (or set AWS_REGION)")
+
+    async def act() -> tuple[list[jobs.Row], str | None]:
+        store = jobs.open_store(args.table, args.region)
+        try:
+            if args.action == "list":
+                status = Status(args.status) if args.status else None
+                return await jobs.list_tasks(store, status, args.runner, args.limit, args.after)
+            if args.action == "show":
+                return [await jobs.show_task(store, args.task_id)], None
+            if args.action == "release":
+                return [await jobs.release_task(store, args.task_id)], None
+            return [await jobs.fail_task(store, args.task_id, args.error, args.cause)], None
+        finally:
+            store.close()
+
+    rows, next_key = asyncio.run(act())
+    if args.json:
+        print(json.dumps({"tasks": [row.as_dict() for row in rows], "next": next_key}))
+    else:
+        print(jobs.table_text(rows))
+        if next_key:
+            print(f"more: --after {next_key}")
+    return 0
 
 
 class _Scenarios:

@@ -168,6 +168,34 @@ class DynamoStore:
             return record
         return None
 
+    async def scan(
+        self,
+        status: Status | None = None,
+        runner: str | None = None,
+        limit: int = 50,
+        start_after: str | None = None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        """One page of records (operator use: a scan reads the whole table), with the
+        key to continue after, or None on the last page."""
+        condition = None
+        if status is not None:
+            condition = self.model.status == status.value
+        if runner is not None:
+            by_runner = self.model.runner == runner
+            condition = by_runner if condition is None else condition & by_runner
+        start = {"task_id": {"S": start_after}} if start_after else None
+
+        def page() -> tuple[list[TaskRecord], str | None]:
+            found: list[TaskRecord] = []
+            items = self.model.scan(condition, last_evaluated_key=start, consistent_read=True)
+            for item in items:
+                found.append(self._to_record(item))
+                if len(found) == limit:
+                    return found, item.task_id
+            return found, None
+
+        return await self._bridge.run(page)
+
     async def load(self, task_id: str) -> TaskRecord | None:
         try:
             item = await self._bridge.run(lambda: self.model.get(task_id, consistent_read=True))
