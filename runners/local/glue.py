@@ -6,6 +6,10 @@ What moto lacks and this adds (AWS Glue API reference, "Job runs" and "Crawlers"
 - ``ConcurrentRunsExceededException`` once ``MaxConcurrentRuns`` runs are active, checked
   atomically (moto counts only STARTING/RUNNING and races concurrent starts);
 - ``BatchStopJobRun`` (not in moto): STOPPING, then STOPPED;
+- a FAILED / ERROR / TIMEOUT run leaves its last lines in CloudWatch Logs
+  ``/aws-glue/jobs/error``, in a stream named after the run id ("system logs, Spark
+  daemon logs, and user AWS Glue Logger logs are written to the /aws-glue/jobs/error
+  log group", Logging for AWS Glue jobs; moto writes none);
 - ``GetJobRuns`` newest first, ``MaxResults`` 1-200 (moto: oldest first);
 - crawls follow timelines too: the crawler is RUNNING, then STOPPING, then READY, and
   ``LastCrawl`` reports the latest finished crawl as SUCCEEDED, FAILED (with its
@@ -33,11 +37,14 @@ from moto.glue.exceptions import (
 )
 from moto.glue.models import FakeCrawl, FakeCrawler, FakeJob, FakeJobRun
 from moto.glue.responses import GlueResponse
+from moto.logs.models import logs_backends
 
 from runners.local.timeline import RunBehaviour, Timeline
 
 ACTIVE_STATES = frozenset({"STARTING", "RUNNING", "STOPPING", "WAITING"})
 ERROR_STATES = frozenset({"FAILED", "ERROR", "TIMEOUT"})
+DEFAULT_LOG_GROUP = "/aws-glue/jobs"
+ERROR_LOG_GROUP = f"{DEFAULT_LOG_GROUP}/error"
 _STOPPING = ("STOPPING", 0.2)
 _MAX_STOP_BATCH = 25
 _MAX_PAGE = 200
@@ -70,6 +77,7 @@ class GlueRunBehaviours:
 BEHAVIOURS = GlueRunBehaviours()
 CRAWLS = GlueRunBehaviours()  # by crawler name
 _start_lock = threading.Lock()
+_log_lock = threading.Lock()
 _CRAWL_STOPPING = ("STOPPING", 0.3)
 # ListCrawls names a crawl's states differently from LastCrawl.
 _CRAWL_STATE = {"SUCCEEDED": "COMPLETED", "CANCELLED": "STOPPED"}
@@ -80,6 +88,7 @@ class EmulatedJobRun(FakeJobRun):  # type: ignore[misc]
 
     timeline: Timeline
     error_message: str | None
+    log_home: tuple[str, str]  # account and region whose CloudWatch Logs it writes to
 
     @property
     def status(self) -> str:
@@ -105,7 +114,38 @@ class EmulatedJobRun(FakeJobRun):  # type: ignore[misc]
             run["CompletedOn"] = _datetime(completed_at)
         if state in ERROR_STATES and self.error_message:
             run["ErrorMessage"] = self.error_message
+        # JobRun.LogGroupName: "This name can be /aws-glue/jobs/, in which case the
+        # default encryption is NONE" (moto answers "test/log").
+        run["LogGroupName"] = DEFAULT_LOG_GROUP
+        if state in ERROR_STATES and completed_at is not None:
+            self._write_error_log(completed_at)
         return run
+
+    def _write_error_log(self, completed_at: float) -> None:
+        """The driver's last words, in ``/aws-glue/jobs/error``, stream = run id, as a
+        failed run leaves them; written the first time the run is seen failed (every
+        reader reads the run before its logs)."""
+        with _log_lock:
+            if getattr(self, "_logged", True):
+                return
+            self._logged = True
+        account, region = self.log_home
+        logs = logs_backends[account][region]
+        if ERROR_LOG_GROUP not in logs.groups:
+            logs.create_log_group(ERROR_LOG_GROUP, {})
+        logs.create_log_stream(ERROR_LOG_GROUP, self.job_run_id)
+        at = int(completed_at * 1000)
+        lines = [
+            f"Job run {self.job_run_id} of {self.job_name} started",
+            "Traceback (most recent call last):",
+            '  File "/tmp/job.py", line 12, in <module>',
+            f"{self.error_message or 'Job failed'}",
+        ]
+        logs.put_log_events(
+            ERROR_LOG_GROUP,
+            self.job_run_id,
+            [{"timestamp": at - len(lines) + n, "message": line} for n, line in enumerate(lines)],
+        )
 
 
 def _datetime(epoch: float) -> datetime:
@@ -154,6 +194,8 @@ def start_job_run(
         behaviour = limit_to_timeout(BEHAVIOURS.for_job(self.name, run.arguments), run.timeout)
         run.timeline = behaviour.timeline("STARTING")
         run.error_message = behaviour.error_message
+        run.log_home = (self.backend.account_id, self.backend.region_name)
+        run._logged = False
         self.job_runs.append(run)
         return str(run.job_run_id)
 

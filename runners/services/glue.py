@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from runners.engine.definition import (
     DeployParameter,
     Permission,
@@ -23,9 +25,10 @@ from runners.engine.definition import (
     RunnerDefinition,
 )
 from runners.engine.inputs import Fields
-from runners.engine.runner import Job, JobStatus, Runner, TaskStart
+from runners.engine.runner import Failed, Job, JobStatus, Runner, TaskStart
 from runners.engine.service import Refusals, StateTable, iso
 from runners.errors import RunnerInputError
+from runners.retry import error_code
 
 STATES = StateTable(
     "glue",
@@ -50,6 +53,11 @@ REFUSALS = Refusals(
     failure="GlueJobStartError",
 )
 _PAGE = 200
+# A failed run's cause carries the end of its error log (STOPPED runs wrote no error).
+LOGGED_STATES = frozenset({"FAILED", "ERROR", "TIMEOUT"})
+DEFAULT_LOG_GROUP = "/aws-glue/jobs"
+LOG_TAIL_LINES = 20
+LOG_TAIL_CHARACTERS = 4096
 
 
 @dataclass(frozen=True)
@@ -86,9 +94,14 @@ class GlueJobRunner(Runner[GlueJobSpec]):
     refusals = REFUSALS
 
     def __init__(
-        self, glue: Any, default_capacity: float | None = None, lookup_pages: int = 5
+        self,
+        glue: Any,
+        default_capacity: float | None = None,
+        lookup_pages: int = 5,
+        logs: Any = None,
     ) -> None:
         self.glue = glue
+        self.logs = logs  # CloudWatch Logs: the error log of a failed run
         self.default_capacity = default_capacity
         self.lookup_pages = lookup_pages
 
@@ -179,7 +192,43 @@ class GlueJobRunner(Runner[GlueJobSpec]):
                 JobName=wanted[run_id].spec.job_name, RunId=run_id, PredecessorsIncluded=False
             )
             found[run_id] = response["JobRun"]
-        return {run_id: self._status(run) for run_id, run in found.items()}
+        statuses = {run_id: self._status(run) for run_id, run in found.items()}
+        failed = [r for r in found.values() if self.logs and r["JobRunState"] in LOGGED_STATES]
+        tails = await asyncio.gather(*(self._error_log(run) for run in failed))
+        for run, tail in zip(failed, tails, strict=True):
+            status = statuses[run["Id"]]
+            if isinstance(status, Failed):
+                statuses[run["Id"]] = Failed(status.error, {**status.cause, **tail})
+        return statuses
+
+    async def _error_log(self, run: Mapping[str, Any]) -> dict[str, Any]:
+        """The last lines of a failed run's error log, and where the rest is. Glue writes
+        them to ``<group>/error`` in streams named after the run id (``<id>-driver`` since
+        Glue 5.0). Never in the way of the report: without the log, the cause says why."""
+        group = f"{_log_group(run)}/error"
+        where: dict[str, Any] = {"group": group, "stream": run["Id"]}
+        try:
+            streams = await self.logs.describe_log_streams(
+                logGroupName=group, logStreamNamePrefix=run["Id"]
+            )
+            names = [stream["logStreamName"] for stream in streams.get("logStreams", [])]
+            if not names:
+                return {"glue_job_run_error_log": {**where, "unavailable": "no log stream"}}
+            where["stream"] = next((n for n in names if n == f"{run['Id']}-driver"), names[0])
+            events = await self.logs.get_log_events(
+                logGroupName=group,
+                logStreamName=where["stream"],
+                startFromHead=False,
+                limit=LOG_TAIL_LINES,
+            )
+        except (ClientError, BotoCoreError) as error:
+            code = error_code(error) or type(error).__name__
+            return {"glue_job_run_error_log": {**where, "unavailable": code}}
+        lines = [event["message"].rstrip("\n") for event in events.get("events", [])]
+        return {
+            "glue_job_run_error_log_tail": "\n".join(lines)[-LOG_TAIL_CHARACTERS:],
+            "glue_job_run_error_log": {**where, "console": _console_link(self.logs, where)},
+        }
 
     def _status(self, run: Mapping[str, Any]) -> JobStatus:
         return STATES.status(
@@ -209,6 +258,20 @@ def output(run: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _log_group(run: Mapping[str, Any]) -> str:
+    prefix = (run.get("Arguments") or {}).get("--custom-logGroup-prefix")
+    return str(prefix or run.get("LogGroupName") or DEFAULT_LOG_GROUP).rstrip("/")
+
+
+def _console_link(logs: Any, where: Mapping[str, str]) -> str:
+    region = logs.meta.region_name
+    escaped = where["group"].replace("/", "$252F")
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{escaped}/log-events/{where['stream']}"
+    )
+
+
 def failure(run: Mapping[str, Any]) -> dict[str, Any]:
     """The failure cause: the run and AWS's error message."""
     return {
@@ -225,7 +288,11 @@ class GlueOptions:
 
 
 async def build(context: RunnerContext[GlueOptions]) -> GlueJobRunner:
-    return GlueJobRunner(await context.client("glue"), context.options.glue_job_capacity)
+    return GlueJobRunner(
+        await context.client("glue"),
+        context.options.glue_job_capacity,
+        logs=await context.client("logs"),
+    )
 
 
 RUNNER = RunnerDefinition(
@@ -239,6 +306,13 @@ RUNNER = RunnerDefinition(
         Permission(
             ("glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"),
             ("arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*",),
+        ),
+        Permission(
+            ("logs:DescribeLogStreams", "logs:GetLogEvents"),
+            (
+                "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+                ":log-group:/aws-glue/jobs/error:*",
+            ),
         ),
     ),
     parameters=(

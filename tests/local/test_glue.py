@@ -283,3 +283,23 @@ def test_stop_crawler_cancels_and_answers_like_aws(aws: Emulator, glue: Any) -> 
     assert error_code(idle.value) == "CrawlerNotRunningException"
     assert error_code(stopping.value) == "CrawlerStoppingException"
     assert last["Status"] == "CANCELLED"
+
+
+def test_a_failed_run_leaves_its_last_lines_in_the_error_log_group(
+    aws: Emulator, glue: Any, client: ClientFactory
+) -> None:
+    """Logging for AWS Glue jobs: "system logs, Spark daemon logs, and user AWS Glue
+    Logger logs are written to the /aws-glue/jobs/error log group", in streams named
+    after the job run id; JobRun.LogGroupName: "This name can be /aws-glue/jobs/"."""
+    job = create_job(glue)
+    aws.glue_runs.set(job, RunBehaviour(duration=0.2, final_state="FAILED", error_message="oom"))
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+
+    run = wait_until(lambda: (r := run_state(glue, job, run_id))["JobRunState"] == "FAILED" and r)
+    events = client("logs").get_log_events(
+        logGroupName="/aws-glue/jobs/error", logStreamName=run_id, startFromHead=False
+    )["events"]
+
+    assert run["LogGroupName"] == "/aws-glue/jobs"
+    assert [event["message"] for event in events][-1] == "oom"
+    assert events[-1]["timestamp"] <= run["CompletedOn"].timestamp() * 1000

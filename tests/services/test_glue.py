@@ -23,8 +23,10 @@ KEY = "a" * 64
 @pytest.fixture
 def runner(aws: Emulator, aio_loop: AioLoop) -> Iterator[GlueJobRunner]:
     client = aio_loop.client("glue", aws.endpoint_url, aws.client_env())
-    yield GlueJobRunner(client._client, default_capacity=None)
+    logs = aio_loop.client("logs", aws.endpoint_url, aws.client_env())
+    yield GlueJobRunner(client._client, default_capacity=None, logs=logs._client)
     client.close()
+    logs.close()
 
 
 def run(aio_loop: AioLoop, coroutine: Any) -> Any:
@@ -199,3 +201,60 @@ def test_a_failed_run_becomes_glue_job_failed_error(
     assert status.error == "GlueJobFailedError"
     assert status.cause["glue_job_run_state"] == "ERROR"
     assert status.cause["glue_job_run_error_msg"] == "oom"
+
+
+def test_a_failed_runs_cause_ends_with_its_error_log_and_says_where_the_rest_is(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    glue_job(aws, "Fails", RunBehaviour(duration=0.1, final_state="FAILED", error_message="oom"))
+    spec = runner.parse({"GlueJobName": "Fails"})
+    job = Job(spec, run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0))))
+    asyncio.run(asyncio.sleep(0.2))
+
+    status = run(aio_loop, runner.check([job]))[job.run_id]
+
+    assert isinstance(status, Failed)
+    tail = status.cause["glue_job_run_error_log_tail"]
+    assert tail.splitlines()[-1] == "oom"
+    assert "Traceback (most recent call last):" in tail
+    where = status.cause["glue_job_run_error_log"]
+    assert (where["group"], where["stream"]) == ("/aws-glue/jobs/error", job.run_id)
+    assert where["console"].endswith(
+        f"#logsV2:log-groups/log-group/$252Faws-glue$252Fjobs$252Ferror/log-events/{job.run_id}"
+    )
+    assert aws.faults.calls["logs:GetLogEvents"] == 1
+
+
+def test_a_missing_error_log_never_holds_the_report_back(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    """A custom log group the runner's role may not read (or logs not yet written): the
+    task still fails at once, and its cause says why there is no log tail."""
+    glue_job(aws, "Fails", RunBehaviour(duration=0.1, final_state="FAILED", error_message="oom"))
+    spec = runner.parse(
+        {"GlueJobName": "Fails", "Arguments": {"--custom-logGroup-prefix": "/team/etl"}}
+    )
+    job = Job(spec, run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0))))
+    asyncio.run(asyncio.sleep(0.2))
+
+    status = run(aio_loop, runner.check([job]))[job.run_id]
+
+    assert isinstance(status, Failed)
+    assert "glue_job_run_error_log_tail" not in status.cause
+    assert status.cause["glue_job_run_error_log"]["group"] == "/team/etl/error"
+    assert status.cause["glue_job_run_error_log"]["unavailable"]
+
+
+def test_a_stopped_run_has_no_error_log_to_read(
+    aws: Emulator, aio_loop: AioLoop, runner: GlueJobRunner
+) -> None:
+    glue_job(aws, "Stops", RunBehaviour(duration=0.1, final_state="STOPPED"))
+    spec = runner.parse({"GlueJobName": "Stops"})
+    job = Job(spec, run(aio_loop, runner.start(spec, TaskStart(KEY, 0.0))))
+    asyncio.run(asyncio.sleep(0.2))
+
+    status = run(aio_loop, runner.check([job]))[job.run_id]
+
+    assert isinstance(status, Failed)
+    assert "glue_job_run_error_log" not in status.cause
+    assert aws.faults.count("logs:*") == 0
