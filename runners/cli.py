@@ -135,7 +135,13 @@ def run_jobs(args: argparse.Namespace) -> int:
         finally:
             store.close()
 
-    rows, next_key = asyncio.run(act())
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        rows, next_key = asyncio.run(act())
+    except (ClientError, BotoCoreError) as error:  # AWS said no: one line, not a traceback
+        print(f"AWS error: {error}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({"tasks": [row.as_dict() for row in rows], "next": next_key}))
     else:

@@ -30,7 +30,7 @@ from tenacity import (
     AsyncRetrying,
     Retrying,
     retry_if_exception,
-    stop_after_delay,
+    stop_before_delay,
     stop_never,
     wait_random_exponential,
 )
@@ -208,7 +208,8 @@ def _tenacity(policy: RetryPolicy) -> dict[str, Any]:
         "wait": wait_random_exponential(
             multiplier=policy.initial_seconds, max=policy.maximum_seconds
         ),
-        "stop": stop_never if budget is None else stop_after_delay(budget),
+        # stop_before_delay: no attempt begins past the budget (its wait included).
+        "stop": stop_never if budget is None else stop_before_delay(budget),
         "reraise": True,
     }
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import DeleteError, PutError, TableError, UpdateError
 from pynamodb.models import Model
@@ -112,8 +113,15 @@ def verify_table(model: type[Model], role: str) -> None:
     _verified.add(model)
 
 
+_CHECK_CLIENT = Config(
+    connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
 def _describe(table: str, region: str, where: str) -> tuple[Any, Any]:
-    client = boto3.client("dynamodb", region_name=region)
+    # The short-call clients' timeouts and retries (runners.runtime), not boto3's
+    # defaults (60 s timeouts, five attempts), so the setup budget means what it says.
+    client = boto3.client("dynamodb", region_name=region, config=_CHECK_CLIENT)
     try:
         found = retry_sync(lambda: client.describe_table(TableName=table), RETRIES.setup)["Table"]
         ttl = retry_sync(lambda: client.describe_time_to_live(TableName=table), RETRIES.setup)

@@ -189,12 +189,31 @@ class DynamoStore:
             found: list[TaskRecord] = []
             items = self.model.scan(condition, last_evaluated_key=start, consistent_read=True)
             for item in items:
+                if len(found) == limit:  # one more exists: there is a next page
+                    return found, found[-1].task_id
                 found.append(self._to_record(item))
-                if len(found) == limit:
-                    return found, item.task_id
             return found, None
 
         return await self._bridge.run(page)
+
+    async def expire_lease(self, record: TaskRecord) -> bool:
+        """Expire an open record's lease now, only while ``record.owner`` still holds it
+        (operator use: nothing else in the record is written)."""
+        item = self.model(record.task_id)
+        held = (self.model.owner == record.owner) & self.model.lease_group.exists()
+        expire: list[Action] = [self.model.lease_expires_at.set(0.0)]
+        return await self._bridge.run(
+            lambda: condition_held(lambda: item.update(actions=expire, condition=held))
+        )
+
+    async def close_for(self, record: TaskRecord, closer: str) -> bool:
+        """Close an open record as ``closer`` (operator use), only while ``record.owner``
+        still holds it. The owner changes, so a worker still holding the task fails its
+        next write and lets the task go instead of writing it back open."""
+        record.owner, previous = closer, record.owner
+        item = self._to_model(record)
+        held = (self.model.owner == previous) & self.model.lease_group.exists()
+        return await self._bridge.run(lambda: condition_held(lambda: item.save(condition=held)))
 
     async def load(self, task_id: str) -> TaskRecord | None:
         try:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from runners.engine.engine import RELEASED
 from runners.engine.records import Outcome, Status, TaskRecord
@@ -24,10 +25,12 @@ from runners.errors import ConfigError, RunnerInputError
 from runners.logs import token_hash
 from runners.retry import error_code
 
-# Finished records are kept for their TTL; a release or a failure written here keeps the
-# table's own retention (the store's default for the CLI: seven days).
+# A record the operator closes is kept this long (the runners' default retention_days).
 RETENTION_SECONDS = 7 * 24 * 3600
-COLUMNS = ("task", "runner", "status", "owner", "lease_left", "age", "run_id", "token")
+# The owner of a record an operator closed.
+OPERATOR = "operator"
+# The task id's first 12 characters are the token hash the logs show as ``token``.
+COLUMNS = ("task", "runner", "status", "owner", "lease_left", "age", "run_id")
 
 
 class TaskNotFoundError(ConfigError):
@@ -62,14 +65,13 @@ class Row:
         shown = self.as_dict()
         lease = shown["lease_left_seconds"]
         return (
-            self.record.task_id[:12],
+            self.record.task_id,
             self.record.runner,
             shown["status"] if shown["outcome"] is None else f"DONE/{shown['outcome']}",
             self.record.owner,
             "-" if lease is None else f"{lease:.0f}s",
             f"{shown['age_seconds']:.0f}s",
             self.record.run_id or "-",
-            shown["token_hash"],
         )
 
 
@@ -101,17 +103,9 @@ async def live_status(record: TaskRecord, table: str) -> dict[str, Any] | None:
     own), for a task still open with a job started; why not, where it cannot be had."""
     if record.status is Status.DONE or record.run_id is None:
         return None
-    from runners import settings
-    from runners.runtime import open_engines
-
     try:
-        config = settings.from_mapping(
-            {"runner": record.runner, "activity_arn": record.activity_arn, "table": table}
-        )
-        async with open_engines([config]) as [engine]:
-            spec = engine.runner.parse(record.task_input)
-            found = await engine.runner.check([Job(spec, record.run_id)])
-    except (ConfigError, RunnerInputError, ClientError) as error:
+        found = await _on_job(record, table, lambda runner, job: runner.check([job]))
+    except (ConfigError, RunnerInputError, ClientError, BotoCoreError) as error:
         return {"state": "UNKNOWN", "why": str(error)[:300]}
     status = found.get(record.run_id)
     if isinstance(status, Succeeded):
@@ -121,37 +115,67 @@ async def live_status(record: TaskRecord, table: str) -> dict[str, Any] | None:
     return {"state": "RUNNING" if status is not None else "NOT FOUND"}
 
 
+async def _on_job(record: TaskRecord, table: str, act: Callable[[Any, Job[Any]], Any]) -> Any:
+    """``act(runner, job)`` with the task's own runner, built as a worker builds it."""
+    from runners import settings
+    from runners.runtime import open_engines
+
+    config = settings.from_mapping(
+        {"runner": record.runner, "activity_arn": record.activity_arn, "table": table}
+    )
+    async with open_engines([config]) as [engine]:
+        job = Job(engine.runner.parse(record.task_input), record.run_id or "")
+        return await act(engine.runner, job)
+
+
 async def release_task(store: DynamoStore, task_id: str) -> Row:
-    """Expire the lease now: the next claim by any worker takes the task over."""
+    """Expire the lease now: the next claim by any worker takes the task over. Only
+    the lease is written, and only while the owner seen here still holds it."""
     record = await _load(store, task_id)
     if record.status is Status.DONE:
-        raise ConfigError(f"task {task_id[:12]} is closed already; nothing to release")
+        raise ConfigError(f"task {task_id} is closed already; nothing to release")
+    if not await store.expire_lease(record):
+        raise ConfigError(f"task {task_id} changed owner or closed meanwhile; look again")
     record.lease_expires_at = RELEASED
-    if not await store.save(record):
-        raise ConfigError(f"task {task_id[:12]} changed owner meanwhile; look again")
     return Row(record, time.time())
 
 
 async def fail_task(store: DynamoStore, task_id: str, error: str, cause: str) -> Row:
-    """Report the task failed with ``error`` (a name its state machine can catch), then
-    close the record. A worker still holding it finds the task closed at its next
-    heartbeat and stops the job."""
+    """Report the task failed with ``error`` (a name its state machine can catch), stop
+    its job, and close the record as the operator's: a worker still holding the task
+    finds it closed and lets it go."""
     record = await _load(store, task_id)
     if record.status is Status.DONE:
-        raise ConfigError(f"task {task_id[:12]} is closed already")
-    region = record.activity_arn.split(":")[3]
-    sfn = boto3.client("stepfunctions", region_name=region)
+        raise ConfigError(f"task {task_id} is closed already")
+    sfn = boto3.client("stepfunctions", region_name=record.activity_arn.split(":")[3])
     try:
         sfn.send_task_failure(
             taskToken=record.token, error=error, cause=json.dumps({"operator": cause})
         )
     except ClientError as refused:
-        if error_code(refused) not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
-            raise
+        if error_code(refused) in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+            raise ConfigError(
+                f"task {task_id}: Step Functions had closed it already (reported, timed "
+                "out or its execution stopped); its worker closes the record"
+            ) from None
+        raise
+    stopped = await _stop_job(record, store.model.Meta.table_name)
     record.status, record.outcome, record.error = Status.DONE, Outcome.FAILED, error
     record.finished_at = time.time()
-    await store.save(record)
-    return Row(record, time.time())
+    if not await store.close_for(record, OPERATOR):
+        raise ConfigError(f"task {task_id} was reported failed, but closed meanwhile")
+    return Row(record, time.time(), live={"stopped": stopped} if record.run_id else None)
+
+
+async def _stop_job(record: TaskRecord, table: str) -> bool | str:
+    """Stop the task's job; True, or why it could not be."""
+    if record.run_id is None:
+        return "no job started"
+    try:
+        await _on_job(record, table, lambda runner, job: runner.stop(job))
+    except (ConfigError, RunnerInputError, ClientError, BotoCoreError) as error:
+        return str(error)[:300]
+    return True
 
 
 async def _load(store: DynamoStore, task_id: str) -> TaskRecord:

@@ -17,7 +17,8 @@ from runners.local import Emulator, RunBehaviour
 from runners.logs import token_hash
 from tests.aio import AioLoop
 from tests.engine.test_end_to_end import glue_job
-from tests.helpers import create_machine, finished
+from tests.helpers import create_machine, finished, wait_until
+from tests.workers import config, running_worker
 
 TABLE = "glue-tasks"
 
@@ -80,9 +81,11 @@ def test_list_shows_every_task_with_its_token_hash_never_its_token(
     assert shown.returncode == 0, shown.stderr
     for task in tracked:
         record = task["record"]
-        assert record.task_id[:12] in shown.stdout
-        assert token_hash(record.token) in shown.stdout
+        assert record.task_id in shown.stdout
         assert record.token not in shown.stdout + json.dumps(as_json)
+    assert {t["token_hash"] for t in as_json["tasks"]} == {
+        token_hash(task["record"].token) for task in tracked
+    }
     assert {t["run_id"] for t in as_json["tasks"]} == {"jr_0", "jr_1", "jr_2"}
     assert all(100 < t["lease_left_seconds"] <= 120 for t in as_json["tasks"])
     assert shown.stdout.splitlines()[0].split()[:3] == ["TASK", "RUNNER", "STATUS"]
@@ -91,15 +94,21 @@ def test_list_shows_every_task_with_its_token_hash_never_its_token(
 def test_list_pages_and_filters(aws: Emulator, tracked: list[dict[str, Any]]) -> None:
     first = json.loads(jobs(aws, "--json", "list", "--limit", "2").stdout)
     rest = json.loads(jobs(aws, "--json", "list", "--after", first["next"]).stdout)
+    whole = json.loads(jobs(aws, "--json", "list", "--limit", "3").stdout)
     done = json.loads(jobs(aws, "--json", "list", "--status", "DONE").stdout)
+    running = json.loads(jobs(aws, "--json", "list", "--status", "RUNNING").stdout)
     other = json.loads(jobs(aws, "--json", "list", "--runner", "athena").stdout)
+    glue = json.loads(jobs(aws, "--json", "list", "--runner", "glue").stdout)
 
     assert len(first["tasks"]) == 2
     ids = {t["task_id"] for t in first["tasks"] + rest["tasks"]}
     assert ids == {task["record"].task_id for task in tracked}
     assert rest["next"] is None
+    assert (len(whole["tasks"]), whole["next"]) == (3, None)  # exactly a page: no "more"
     assert done["tasks"] == []
+    assert len(running["tasks"]) == 3
     assert other["tasks"] == []
+    assert len(glue["tasks"]) == 3
 
 
 def test_release_expires_the_lease_at_once(aws: Emulator, tracked: list[dict[str, Any]]) -> None:
@@ -186,3 +195,54 @@ def test_show_adds_the_jobs_status_as_its_service_reports_it_now(
 
     assert shown["job"] == {"state": "RUNNING"}
     assert f'job {run_id}: {{"state": "RUNNING"}}' in as_text
+
+
+def test_fail_stops_a_live_workers_job_and_the_worker_lets_the_task_go(
+    aws: Emulator, aio_loop: AioLoop
+) -> None:
+    sfn = aws.client("stepfunctions")
+    activity = sfn.create_activity(name="glue-live")["activityArn"]
+    glue_job(aws, "Slow", RunBehaviour(duration=60.0))
+    machine = create_machine(
+        sfn,
+        "live",
+        {
+            "StartAt": "Work",
+            "States": {"Work": {"Type": "Task", "Resource": activity, "End": True}},
+        },
+    )
+    execution = sfn.start_execution(stateMachineArn=machine, input='{"GlueJobName": "Slow"}')
+
+    with running_worker(config("glue", activity, table=TABLE)):
+        held = wait_until(
+            lambda: (
+                (t := json.loads(jobs(aws, "--json", "list").stdout)["tasks"])
+                and t[0]["run_id"]
+                and t[0]
+            )
+        )
+        failed = jobs(aws, "--json", "fail", held["task_id"], "--error", "OperatorStopped")
+        done = finished(sfn, execution["executionArn"])
+        run = wait_until(
+            lambda: (
+                (
+                    r := aws.client("glue").get_job_run(JobName="Slow", RunId=held["run_id"])[
+                        "JobRun"
+                    ]
+                )["JobRunState"]
+                == "STOPPED"
+                and r
+            )
+        )
+        time.sleep(1.0)  # the worker's checks see the run stopped and meet a closed task
+        shown = json.loads(jobs(aws, "--json", "show", held["task_id"]).stdout)["tasks"][0]
+
+    assert failed.returncode == 0, failed.stderr
+    assert json.loads(failed.stdout)["tasks"][0]["job"] == {"stopped": True}
+    assert (done["status"], done["error"]) == ("FAILED", "OperatorStopped")
+    assert run["JobRunState"] == "STOPPED"
+    assert (shown["status"], shown["error"], shown["owner"]) == (
+        "DONE",
+        "OperatorStopped",
+        "operator",
+    )
