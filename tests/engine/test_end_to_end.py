@@ -221,6 +221,8 @@ def test_invalid_input_fails_its_task_while_others_succeed(
     with running_worker(config("glue", glue_activity)) as worker:
         bad_done = [finished(sfn, arn) for arn in bad]
         good_done = [finished(sfn, arn) for arn in good]
+        # A report lands before the worker closes its record and counts it.
+        wait_until(lambda: worker.counters["succeeded"] == 3)
         counters = worker.counters
 
     assert {d["error"] for d in bad_done} == {"RunnerInputError"}

@@ -123,9 +123,12 @@ def test_a_waiting_execution_is_released_by_the_handler(
     accepted = accepted_releases(aws)
     execution = start(sfn, wait_machine(sfn, "after", sales_activity))
 
-    # Checks far apart, so the release comes from the handler, not the worker's checks.
+    # Checks far apart, so the release comes from the handler, not the worker's checks
+    # (an EventBridge delivery runs the handler in a new interpreter: seconds on a loaded
+    # machine).
+    interval = 6.0
     with (
-        running_worker(wait_config(sales_activity, check_interval_seconds=2.0)) as worker,
+        running_worker(wait_config(sales_activity, check_interval_seconds=interval)) as worker,
         Notifications(aws, BUCKET, delivery) as notifications,
     ):
         wait_until(lambda: worker.idle_tasks() == 1)  # started, and found nothing yet
@@ -133,7 +136,7 @@ def test_a_waiting_execution_is_released_by_the_handler(
             Bucket=BUCKET, Key="SalesPipeline_QuickSightSample.csv", Body=b"x"
         )
         done = finished(sfn, execution)
-        time.sleep(2.5)  # a check cycle: the worker must see the release, not report again
+        time.sleep(interval + 0.5)  # a check cycle: it sees the release, does not report
         counters = worker.counters
 
     assert done["status"] == "SUCCEEDED"
