@@ -134,12 +134,21 @@ def test_a_failed_glue_run_is_caught_as_glue_job_failed_error(
     assert done["status"] == "SUCCEEDED"
     error = json.loads(done["output"])["error"]
     assert error["Error"] == "GlueJobFailedError"
-    assert json.loads(error["Cause"]) == {
+    cause = json.loads(error["Cause"])
+    run_id = cause["glue_job_run_id"]
+    assert cause == {
         "glue_job_name": "Broken",
-        "glue_job_run_id": json.loads(error["Cause"])["glue_job_run_id"],
+        "glue_job_run_id": run_id,
         "glue_job_run_state": "FAILED",
         "glue_job_run_error_msg": "AnalysisException: missing table",
+        "glue_job_run_error_log_tail": cause["glue_job_run_error_log_tail"],
+        "glue_job_run_error_log": {
+            "group": "/aws-glue/jobs/error",
+            "stream": run_id,
+            "console": cause["glue_job_run_error_log"]["console"],
+        },
     }
+    assert cause["glue_job_run_error_log_tail"].endswith("\nAnalysisException: missing table")
 
 
 @pytest.mark.parametrize("final_state", ["TIMEOUT", "ERROR", "STOPPED"])
