@@ -66,10 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="fire every scheduled EventBridge rule this often (default: never)",
     )
     _add_jobs(commands)
+    _add_redrive(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "jobs":
             return run_jobs(args)
+        if args.command == "redrive":
+            return run_redrive(args)
         if args.command == "demo":
             from runners.demo import run_demo
 
@@ -149,6 +152,84 @@ def run_jobs(args: argparse.Namespace) -> int:
         if next_key:
             print(f"more: --after {next_key}")
     return 0
+
+
+def _add_redrive(commands: Any) -> None:
+    redrive = commands.add_parser(
+        "redrive", help="redrive failed executions (or start them again with the same input)"
+    )
+    source = redrive.add_mutually_exclusive_group(required=True)
+    source.add_argument("--queue", metavar="URL", help="the failure queue's URL")
+    source.add_argument(
+        "--state-machine",
+        action="append",
+        metavar="ARN",
+        help="executions of this state machine that stopped in the window; repeatable",
+    )
+    redrive.add_argument(
+        "--since",
+        type=_age,
+        default="24h",
+        metavar="AGE",
+        help="with --state-machine: stopped at most this long ago (30m, 24h, 7d; default 24h)",
+    )
+    redrive.add_argument(
+        "--max-redrives",
+        type=_positive_int,
+        default=1,
+        help="leave a failure that has been run again this often to a person (default 1)",
+    )
+    redrive.add_argument("--dry-run", action="store_true", help="say what would be done")
+    redrive.add_argument("--json", action="store_true", help="JSON instead of lines")
+    redrive.add_argument(
+        "--region",
+        default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        help="the region (default: AWS_REGION / AWS_DEFAULT_REGION)",
+    )
+
+
+def _age(text: str) -> float:
+    """``30m``, ``24h``, ``7d``: seconds."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError) as error:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give minutes, hours or days: 30m, 24h, 7d"
+        ) from error
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def run_redrive(args: argparse.Namespace) -> int:
+    """Exit 0 when every failure was dealt with, 1 when AWS could not be asked about some
+    (they are tried again on the next run), 2 for bad arguments."""
+    import datetime
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from runners import logs
+    from runners.operations import redrive
+
+    logs.configure(os.environ.get("RUNNERS_LOG_LEVEL", "WARNING"), json_output=False)
+    sfn, sqs = redrive.clients(args.region)
+    redriver = redrive.Redriver(sfn, max_redrives=args.max_redrives, dry_run=args.dry_run)
+    try:
+        if args.queue:
+            outcomes = redriver.from_queue(sqs, args.queue)
+        else:
+            now = datetime.datetime.now(tz=datetime.UTC)
+            since = now - datetime.timedelta(seconds=args.since)
+            outcomes = redriver.from_listing(args.state_machine, since, now)
+    except (ClientError, BotoCoreError) as error:  # the queue or listing itself failed
+        print(f"AWS error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"dry_run": args.dry_run, "outcomes": [o.as_dict() for o in outcomes]}))
+    else:
+        print(redrive.table_text(outcomes))
+    return 1 if any(o.action is redrive.Action.ERROR for o in outcomes) else 0
 
 
 class _Scenarios:

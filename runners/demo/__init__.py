@@ -30,6 +30,7 @@ from runners.demo.scenarios import SCENARIOS, Scenario, Upload
 from runners.handlers import ons3objectcreated
 from runners.local import REGION, Emulator
 from runners.local.event_sources import QueueEventSource
+from runners.operations import redrive
 from runners.testing.background import BackgroundWorker
 from runners.waits.table import WaitTable
 
@@ -67,9 +68,11 @@ def run_demo(scenario_name: str = "sales", verbose: bool = False, out: TextIO = 
             say(f"worker running: {', '.join(c.runner for c in deployment.configs)}")
             say("")
             follower = _run(aws, deployment, scenario, say)
+            redriven = _recover(aws, deployment, scenario, follower, say)
         counters = (worker.summary or {}).get("runners", [])
         notified = failure_notifications(aws, deployment)
-    return _report(scenario, follower, counters, notified, time.monotonic() - began, say)
+    elapsed = time.monotonic() - began
+    return _report(scenario, follower, counters, notified, redriven, elapsed, say)
 
 
 def _run(
@@ -86,14 +89,47 @@ def _run(
     )["executionArn"]
     say(f"started {MACHINES[scenario.machine]} execution {execution.rsplit(':', 1)[-1]}")
     follower = Follower(sfn, execution)
+    _follow(follower, say, lambda elapsed: _land(s3, pending, elapsed, say))
+    return follower
+
+
+def _follow(follower: Follower, say: Callable[[str], None], tick: Callable[[float], None]) -> None:
     started, deadline = time.monotonic(), time.monotonic() + TIMEOUT_SECONDS
     while follower.status == "RUNNING" and time.monotonic() < deadline:
         for line in follower.poll():
             say(line)
-        while pending and time.monotonic() - started >= pending[0].at:
-            say(f"{time.monotonic() - started:6.1f}s  {_upload(s3, pending.pop(0))}")
+        tick(time.monotonic() - started)
         time.sleep(0.2)
-    return follower
+
+
+def _land(s3: Any, pending: list[Upload], elapsed: float, say: Callable[[str], None]) -> None:
+    while pending and elapsed >= pending[0].at:
+        say(f"{elapsed:6.1f}s  {_upload(s3, pending.pop(0))}")
+
+
+def _recover(
+    aws: Emulator,
+    deployment: Deployment,
+    scenario: Scenario,
+    follower: Follower,
+    say: Callable[[str], None],
+) -> list[redrive.Outcome]:
+    """What an engineer on call does after a failed night: fix the cause, then
+    ``python -m runners redrive --queue <failure queue>``."""
+    if scenario.fix is None or follower.status != "FAILED":
+        return []
+    say("")
+    say("the execution failed; its status-change event is on the failure queue")
+    scenario.fix(aws)
+    say("fixed the Glue job; python -m runners redrive --queue <failure queue>:")
+    sqs, sfn = aws.client("sqs"), aws.client("stepfunctions")
+    outcomes = redrive.Redriver(sfn).from_queue(sqs, deployment.failed_executions)
+    for line in redrive.table_text(outcomes).splitlines():
+        say(f"  {line}")
+    say("")
+    follower.status = "RUNNING"
+    _follow(follower, say, lambda _elapsed: None)
+    return outcomes
 
 
 def _upload(s3: Any, upload: Upload) -> str:
@@ -108,6 +144,7 @@ def _report(
     follower: Follower,
     counters: list[dict[str, int]],
     notified: list[Any],
+    redriven: list[redrive.Outcome],
     elapsed: float,
     say: Callable[[str], None],
 ) -> int:
@@ -133,6 +170,10 @@ def _report(
     ok = follower.status == "SUCCEEDED" and handled == scenario.handled_failure
     if scenario.handled_failure and ok:
         say("a job failed and the flow handled it through its Catch path")
+    if scenario.fix is not None:
+        ok = ok and [o.action for o in redriven] == [redrive.Action.REDRIVEN]
+        if ok:
+            say("a job failed the execution; the redrive ran only what had not succeeded")
     say("try: python -m runners demo --scenario " + " | ".join(SCENARIOS))
     return 0 if ok else 1
 

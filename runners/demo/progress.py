@@ -89,6 +89,10 @@ class Follower:
         elif kind.endswith("StateExited"):
             name = event["stateExitedEventDetails"]["name"]
             return f"<- {name:<32} {self._finish(name, event['timestamp'])}".rstrip()
+        elif kind == "ExecutionRedriven":
+            self.status, self.ended = "RUNNING", None
+            count = event["executionRedrivenEventDetails"]["redriveCount"]
+            return f"execution redriven (redrive {count}): only unsuccessful states run again"
         elif kind.startswith("Execution") and kind != "ExecutionStarted":
             self.status = kind.removeprefix("Execution").upper()
             self.ended = event["timestamp"]

@@ -95,8 +95,9 @@ class Deployment:
     activities: dict[str, str]
     machines: dict[str, str]
     notifications_queue: str
-    failure_queue: str
+    failure_queue: str  # the failure topic's messages
     poll_seconds: float
+    failed_executions: str = ""  # failed executions, as the triggers stack queues them
     configs: list[RunnerConfig] = field(default_factory=list)
 
 
@@ -189,7 +190,12 @@ def deploy(aws: Emulator) -> Deployment:
         for name, machine in MACHINES.items()
     }
     deployment = Deployment(
-        activities, machines, notifications[0], failures[0], aws.activity_poll_seconds
+        activities,
+        machines,
+        notifications[0],
+        failures[0],
+        aws.activity_poll_seconds,
+        failed_executions=_failed_executions_queue(aws),
     )
     deployment.configs = runner_configs(deployment)
     return deployment
@@ -281,6 +287,21 @@ def crm_replication_task(aws: Emulator) -> str:
         TableMappings=json.dumps(mappings),
     )["ReplicationTask"]["ReplicationTaskArn"]
     return task
+
+
+def _failed_executions_queue(aws: Emulator) -> str:
+    """The triggers-and-notifications stack's failure queue: every execution that stops
+    unsuccessfully, through an EventBridge rule (its FailedExecutionRule)."""
+    url, arn = _queue(aws.client("sqs"), "etl-failed-executions")
+    rules = aws.client("events")
+    pattern = {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"]},
+    }
+    rules.put_rule(Name="failed-executions", EventPattern=json.dumps(pattern))
+    rules.put_targets(Rule="failed-executions", Targets=[{"Id": "queue", "Arn": arn}])
+    return url
 
 
 def _queue(sqs: Any, name: str) -> tuple[str, str]:

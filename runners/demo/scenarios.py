@@ -27,6 +27,8 @@ class Scenario:
     behaviours: Callable[[Emulator], None]
     uploads: tuple[Upload, ...] = ()
     handled_failure: bool = False  # the flow must end through its Catch path
+    # The flow fails; then this fixes the cause and the failure is redriven.
+    fix: Callable[[Emulator], None] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -39,7 +41,7 @@ def _sales_jobs(failing: str | None = None) -> Callable[[Emulator], None]:
             aws.glue_runs.set(
                 failing,
                 RunBehaviour(
-                    duration=1.5,
+                    duration=3.0,  # after its sibling has succeeded
                     final_state="FAILED",
                     error_message="AnalysisException: Path does not exist: "
                     "s3://etl-demo-artifacts/output/marketing/",
@@ -108,11 +110,12 @@ SCENARIOS = {
         ),
         Scenario(
             "glue-failure",
-            "a Glue job fails; the Catch path publishes a failure notification",
+            "a Glue job fails and fails the execution; once the job is fixed, the redrive "
+            "runs only the failed branch again, and the join",
             "marketing_and_sales_etl",
             _sales_jobs(failing="ProcessMarketingData"),
             uploads=(Upload(SALES_FILE, 1.0), Upload(MARKETING_FILE, 1.5)),
-            handled_failure=True,
+            fix=_sales_jobs(),
         ),
         Scenario(
             "athena",

@@ -94,6 +94,8 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
+from runners.local import redrive
+
 _LOG = logging.getLogger(__name__)
 DEFAULT_POLL_SECONDS = 60.0
 # How often a waiting task notices that its execution ended for a reason it was not told
@@ -334,6 +336,7 @@ class EmulatedStepFunctionsBackend(StepFunctionsParserBackend):  # type: ignore[
 
     def reset(self) -> None:
         self._close_everything()
+        redrive.forget_all()
         super().reset()
 
     def _close_everything(self) -> None:
@@ -635,6 +638,7 @@ def describe_execution(self: StepFunctionResponse) -> Any:
     description = response.result
     if isinstance(execution.output, str) and "output" in description:
         description["output"] = json.dumps(execution.output)
+    redrive.describe_fields(execution, description)
     return response
 
 
@@ -665,6 +669,7 @@ def _task_token(env: Environment) -> str:
 
 
 def install() -> None:
+    redrive.install()
     Program.eval = _eval_program
     boto_client.moto_server_port = _service_port
     parser_models.stepfunctions_parser_backends = BACKENDS
