@@ -179,6 +179,11 @@ def _add_redrive(commands: Any) -> None:
         default=1,
         help="leave a failure that has been run again this often to a person (default 1)",
     )
+    redrive.add_argument(
+        "--include-aborted",
+        action="store_true",
+        help="redrive ABORTED executions too (default: they were stopped on purpose)",
+    )
     redrive.add_argument("--dry-run", action="store_true", help="say what would be done")
     redrive.add_argument("--json", action="store_true", help="JSON instead of lines")
     redrive.add_argument(
@@ -214,7 +219,7 @@ def run_redrive(args: argparse.Namespace) -> int:
 
     logs.configure(os.environ.get("RUNNERS_LOG_LEVEL", "WARNING"), json_output=False)
     sfn, sqs = redrive.clients(args.region)
-    redriver = redrive.Redriver(sfn, max_redrives=args.max_redrives, dry_run=args.dry_run)
+    redriver = redrive.Redriver(sfn, args.max_redrives, args.dry_run, args.include_aborted)
     try:
         if args.queue:
             outcomes = redriver.from_queue(sqs, args.queue)

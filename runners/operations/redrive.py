@@ -79,8 +79,15 @@ class UnreadableFailure(ValueError):
 
 
 class Redriver:
-    def __init__(self, sfn: Any, max_redrives: int = MAX_REDRIVES, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        sfn: Any,
+        max_redrives: int = MAX_REDRIVES,
+        dry_run: bool = False,
+        include_aborted: bool = False,
+    ) -> None:
         self.sfn, self.max_redrives, self.dry_run = sfn, max_redrives, dry_run
+        self.include_aborted = include_aborted
         self.log = get_logger(operation="redrive")
 
     def handle(self, failure: Failure) -> Outcome:
@@ -94,17 +101,10 @@ class Redriver:
     def _decide(self, failure: Failure) -> Outcome:
         arn = failure.execution_arn
         execution = self.sfn.describe_execution(executionArn=arn)
-        status, count = execution["status"], execution.get("redriveCount", 0)
-        if count > failure.redrive_count:
-            return Outcome(arn, Action.SKIPPED, f"redriven since (now {status}, {count} redrives)")
-        if status not in UNSUCCESSFUL:
-            return Outcome(arn, Action.SKIPPED, f"the execution is {status}")
-        attempts = count + (1 if _RERUN.search(execution["name"]) else 0)
-        if attempts >= self.max_redrives:
-            return Outcome(
-                arn, Action.SKIPPED, f"failed again after {attempts} reruns; left for a person"
-            )
-        fail_state = self._fail_state(arn) if status == "FAILED" else None
+        reason = self._left_alone(execution, failure)
+        if reason is not None:
+            return Outcome(arn, Action.SKIPPED, reason)
+        fail_state = self._fail_state(arn) if execution["status"] == "FAILED" else None
         if fail_state is not None:
             why = f"it ended in its Fail state {fail_state!r}: a redrive would only fail there"
             return self._start_again(execution, failure, why)
@@ -112,6 +112,21 @@ class Redriver:
             why = execution.get("redriveStatusReason") or "not redrivable"
             return self._start_again(execution, failure, f"it cannot be redriven: {why}")
         return self._redrive(failure)
+
+    def _left_alone(self, execution: dict[str, Any], failure: Failure) -> str | None:
+        """Why this failure is not acted on (None: it is)."""
+        status, count = execution["status"], execution.get("redriveCount", 0)
+        if count > failure.redrive_count:
+            return f"redriven since (now {status}, {count} redrives)"
+        if status not in UNSUCCESSFUL:
+            return f"the execution is {status}"
+        if status == "ABORTED" and not self.include_aborted:
+            # Someone stopped it on purpose (bad data, a wrong run): theirs to rerun.
+            return "it was stopped on purpose (ABORTED)"
+        attempts = count + (1 if _RERUN.search(execution["name"]) else 0)
+        if attempts >= self.max_redrives:
+            return f"failed again after {attempts} reruns; left for a person"
+        return None
 
     def _redrive(self, failure: Failure) -> Outcome:
         arn = failure.execution_arn

@@ -272,3 +272,19 @@ def test_the_cli_reports_json_and_rejects_bad_input(
     missing = run_cli(aws, "--queue", failure_queue.replace("etl-failures", "nope"))
     assert missing.returncode == 1
     assert missing.stderr.startswith("AWS error:")
+
+
+def test_an_aborted_execution_is_left_unless_asked(sfn: Any, activity: str) -> None:
+    machine = nightly_machine(sfn, activity)
+    execution = sfn.start_execution(stateMachineArn=machine, name="night-7")["executionArn"]
+    take(sfn, activity)
+    sfn.stop_execution(executionArn=execution, error="Operator", cause="bad input file")
+    assert finished(sfn, execution)["status"] == "ABORTED"
+    failure = Failure(execution, 0)
+
+    left = Redriver(sfn).handle(failure)
+    taken = Redriver(sfn, include_aborted=True).handle(failure)
+
+    assert (left.action, left.reason) == (Action.SKIPPED, "it was stopped on purpose (ABORTED)")
+    assert taken.action is Action.REDRIVEN
+    assert step(take(sfn, activity)) == "load"  # the load never finished: it runs again
