@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Emulator(activity_poll_seconds=sizes.poll_seconds) as aws,
     ):
         os.environ.update(aws.client_env())
+        # Metrics documents on stdout would mix with the figures (one per check cycle
+        # costs nothing measurable).
+        os.environ.setdefault("RUNNERS_METRICS", "off")
         if not args.runners_only:
             figures["ceiling"] = emulator_ceiling(aws)
             flows = run_flows(aws, sizes, Path(workdir))

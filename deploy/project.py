@@ -115,6 +115,12 @@ FUNCTIONS = {
             "step-functions-resources",
             "ObjectCreatedFunctionName",
         ),
+        FunctionSpec(
+            "redrive",
+            "runners.handlers.redrive",
+            "triggers-and-notifications",
+            "RedriveFunctionName",
+        ),
     )
 }
 

@@ -20,6 +20,7 @@ from aiobotocore.session import get_session
 from runners.engine.activity import ActivityChannel
 from runners.engine.definition import RunnerContext, SdkRetries
 from runners.engine.engine import CONCURRENCY, Engine
+from runners.engine.metrics import count_throttled
 from runners.engine.runner import Runner
 from runners.engine.store import DynamoStore
 from runners.settings import RunnerConfig
@@ -55,11 +56,13 @@ class _Clients:
                 "max_pool_connections": CONCURRENCY + 4,
                 **config,
             }
-            self._cache[key] = await self._stack.enter_async_context(
+            client = await self._stack.enter_async_context(
                 self._session.create_client(  # type: ignore[call-overload]
                     service, region_name=region, config=AioConfig(**settings)
                 )
             )
+            client.meta.events.register("needs-retry", count_throttled)
+            self._cache[key] = client
         return self._cache[key]
 
 

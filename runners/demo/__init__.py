@@ -52,6 +52,7 @@ def run_demo(scenario_name: str = "sales", verbose: bool = False, out: TextIO = 
         Emulator(activity_poll_seconds=POLL_SECONDS) as aws,
         aws.environment(),
         _variable("RUNNERS_WAIT_TABLE", WAIT_TABLE),
+        _variable("RUNNERS_METRICS", "off"),  # the demo's stdout is for people
     ):
         say(f"embedded AWS emulator at {aws.endpoint_url}; no AWS account needed")
         deployment = deploy(aws)

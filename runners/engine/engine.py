@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 from runners.engine.activity import ActivityTask, Channel
 from runners.engine.config import EngineConfig
 from runners.engine.inputs import parse_document
+from runners.engine.metrics import EngineMetrics
 from runners.engine.records import Outcome, Status, TaskRecord, task_id_for
 from runners.engine.runner import (
     Failed,
@@ -112,9 +113,11 @@ class Engine(Generic[SpecT]):
         owner: str,
         clock: Callable[[], float] = time.time,
         retries: RetryPolicies = RETRIES,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self.config, self.runner, self.channel = config, runner, channel
         self.retries = retries
+        self.metrics = metrics or EngineMetrics.from_environment(runner.name)
         self.store, self.owner, self.clock = store, owner, clock
         self.in_flight: dict[str, InFlight[SpecT]] = {}
         self.counters = Counters()
@@ -138,6 +141,7 @@ class Engine(Generic[SpecT]):
         """Count a task a poll brought as held at once; the returned coroutine
         validates, stores and starts it."""
         self.counters.received += 1
+        self.metrics.count("TasksReceived")
         self._accepting += 1
         return self._accept(task)
 
@@ -157,6 +161,7 @@ class Engine(Generic[SpecT]):
             spec = self.runner.parse(document)
         except RunnerInputError as error:
             self.counters.input_errors += 1
+            self.metrics.count("InputErrors")
             log.warning("task input rejected", field=error.field, problem=error.problem)
             await retry(
                 partial(self.channel.fail, task.token, error.error, error.cause),
@@ -238,6 +243,8 @@ class Engine(Generic[SpecT]):
         if not await self._save(flight):
             return
         self.counters.started += 1
+        self.metrics.count("TasksStarted")
+        self.metrics.since("DispatchLatency", record.created_at)
         flight.log.info("job started")
         if self.runner.settles_at_start:
             status = (await self._statuses([flight])).get(run_id)
@@ -316,7 +323,9 @@ class Engine(Generic[SpecT]):
             elif flight.record.lease_expires_at - now < self.config.lease_seconds / 2:
                 operations.append((flight, self._renew(flight)))
         await asyncio.gather(*(self._exclusive(f, op) for f, op in operations))
-        self._log_cycle(len(running), len(operations), time.monotonic() - began)
+        seconds = time.monotonic() - began
+        self.metrics.observe("CheckCycleDuration", seconds * 1000)
+        self._log_cycle(len(running), len(operations), seconds)
 
     def _log_cycle(self, running: int, operations: int, seconds: float) -> None:
         """A cycle longer than the check interval delays every report: say so."""
@@ -373,12 +382,20 @@ class Engine(Generic[SpecT]):
         if not reported:
             flight.log.info("task was already closed")
         await self._done(flight, outcome, error)
+        self._measure_close(flight.record, status)
         if outcome is Outcome.SUCCEEDED:
             self.counters.succeeded += 1
             flight.log.info("task succeeded")
         else:
             self.counters.failed += 1
             flight.log.warning("task failed", error=error)
+
+    def _measure_close(self, record: TaskRecord, status: Succeeded | Failed) -> None:
+        succeeded = isinstance(status, Succeeded)
+        self.metrics.count("TasksSucceeded" if succeeded else "TasksFailed")
+        self.metrics.since("JobDuration", record.started_at, unit_scale=1.0)
+        self.metrics.since("CompletionLatency", status.finish.ended_at)
+        self.metrics.measured(status.finish.usage)
 
     async def _cancel(self, flight: InFlight[SpecT]) -> None:
         """The execution stopped or timed out: stop the job, close the record."""
@@ -402,6 +419,7 @@ class Engine(Generic[SpecT]):
                 flight.log.exception("could not stop the job")
         await self._done(flight, Outcome.CANCELLED, None)
         self.counters.cancelled += 1
+        self.metrics.count("TasksCancelled")
 
     async def _done(self, flight: InFlight[SpecT], outcome: Outcome, error: str | None) -> None:
         record = flight.record
@@ -466,6 +484,7 @@ class Engine(Generic[SpecT]):
         at every claim while its execution waits for its timeout. A job it started cannot
         be stopped without its input; the cause names the run so an operator can."""
         self.counters.input_errors += 1
+        self.metrics.count("InputErrors")
         cause = {**json.loads(error.cause), "stored_record": True, "run_id": record.run_id}
         log.error("stored input no longer parses; the task fails", field=error.field)
         await retry(
@@ -509,6 +528,16 @@ class Engine(Generic[SpecT]):
             flight.log.exception("operation failed; will retry next cycle")
         finally:
             flight.busy = False
+
+    def flush_metrics(self) -> None:
+        """One metrics document: what happened since the last, and the load now."""
+        self.metrics.flush(
+            {
+                "TasksInFlight": len(self.in_flight),
+                "OpenPolls": self.polls_open,
+                "WorkerUtilization": 100.0 * self.load / max(1, self.config.max_in_flight),
+            }
+        )
 
     def summary(self) -> dict[str, Any]:
         return {

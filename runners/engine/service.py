@@ -27,17 +27,41 @@ class Running:
 
 
 @dataclass(frozen=True)
+class Measure:
+    """A figure the service reports for a finished job, published as a metric (the
+    engine publishes what runners measure without knowing what it means)."""
+
+    name: str
+    value: float
+    unit: str = "None"  # a CloudWatch unit name: "Bytes", "Seconds", "Count"...
+
+
+@dataclass(frozen=True)
+class Finish:
+    """When the service says the job ended (epoch seconds; None: it does not say), and
+    what it used."""
+
+    ended_at: float | None = None
+    usage: tuple[Measure, ...] = ()
+
+
+NO_FINISH = Finish()
+
+
+@dataclass(frozen=True)
 class Succeeded:
     output: dict[str, Any]
     # The outcome already reached the task by another path (the object-created
     # Lambda released a wait): close the record without reporting again.
     reported: bool = False
+    finish: Finish = NO_FINISH
 
 
 @dataclass(frozen=True)
 class Failed:
     error: str
     cause: dict[str, Any]
+    finish: Finish = NO_FINISH
 
 
 JobStatus = Running | Succeeded | Failed
@@ -107,14 +131,16 @@ class StateTable:
         output: Callable[[], dict[str, Any]],
         error: str,
         cause: Callable[[], dict[str, Any]],
+        finish: Callable[[], Finish] = lambda: NO_FINISH,
     ) -> JobStatus:
-        """The job's status from its state; ``output`` and ``cause`` are called only for
-        the outcome reached (a running job may not have the fields they read yet)."""
+        """The job's status from its state; ``output``, ``cause`` and ``finish`` are
+        called only for the outcome reached (a running job may not have the fields they
+        read yet)."""
         phase = self.phase(state)
         if phase is Phase.SUCCEEDED:
-            return Succeeded(output())
+            return Succeeded(output(), finish=finish())
         if phase is Phase.FAILED:
-            return Failed(error, cause())
+            return Failed(error, cause(), finish=finish())
         return RUNNING
 
 

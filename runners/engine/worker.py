@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from runners.engine.engine import Engine
+from runners.engine.metrics import CURRENT
 from runners.logs import get_logger
 
 # A poll is only started if it can finish before the deadline, with this margin.
@@ -50,8 +51,10 @@ class Worker:
         """Serve until ``stop`` is set or the wall clock reaches ``deadline``."""
         self._deadline = deadline
         for engine in self.engines:
+            CURRENT.set(engine.metrics)
             await engine.claim()
             await engine.check()
+        CURRENT.set(None)
         pollers = [
             asyncio.create_task(self._poll_loop(engine))
             for engine in self.engines
@@ -71,6 +74,8 @@ class Worker:
                 await self._shutdown(pollers, background)
         except TimeoutError:
             await self._abandon(pollers, background)
+        for engine in self.engines:
+            engine.flush_metrics()
         summary: dict[str, Any] = {"runners": [engine.summary() for engine in self.engines]}
         if self.left_behind is not None:
             summary["left_behind"] = self.left_behind
@@ -136,6 +141,7 @@ class Worker:
     # Loops --------------------------------------------------------------------------
 
     async def _poll_loop(self, engine: Engine[Any]) -> None:
+        CURRENT.set(engine.metrics)
         failures = 0
         while await self._may_poll(engine):
             engine.polls_open += 1
@@ -167,6 +173,7 @@ class Worker:
     async def _check_loop(self, engine: Engine[Any]) -> None:
         """Cycles start at a fixed rate (a cycle's own time does not push the next one
         back); a cycle that overruns is followed at once by the next."""
+        CURRENT.set(engine.metrics)
         interval = engine.config.check_interval_seconds
         due = time.monotonic()
         while True:
@@ -176,8 +183,10 @@ class Worker:
                 await engine.check()
             except Exception:
                 engine.log.exception("check cycle failed")
+            engine.flush_metrics()
 
     async def _claim_loop(self, engine: Engine[Any]) -> None:
+        CURRENT.set(engine.metrics)
         while True:
             await asyncio.sleep(engine.config.lease_seconds / 4)
             await engine.claim()

@@ -21,6 +21,7 @@ from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
 from moto.cloudformation.models import CloudFormationBackend, Event, Stack
 from moto.cloudformation.responses import CloudFormationResponse
+from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.table import Table
@@ -583,6 +584,56 @@ class ScalingPolicyResource(_Resource, CloudFormationModel):  # type: ignore[mis
             policy.policy_arn,
             {"Arn": policy.policy_arn},
             lambda: backend.delete_scaling_policy(resource_name, namespace, resource_id, dimension),
+        )
+
+
+# CloudWatch alarms -------------------------------------------------------------------
+
+
+class AlarmResource(_Resource, CloudFormationModel):  # type: ignore[misc]
+    """``AWS::CloudWatch::Alarm`` on one metric: Ref is the alarm name (``AlarmName``,
+    or a generated one), ``Arn`` its ARN, as on AWS."""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudWatch::Alarm"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "AlarmName"
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> AlarmResource:
+        backend = cloudwatch_backends[account_id][region_name]
+        p = _properties(cloudformation_json)
+        alarm = backend.put_metric_alarm(
+            name=resource_name,
+            namespace=p["Namespace"],
+            metric_name=p["MetricName"],
+            comparison_operator=p["ComparisonOperator"],
+            evaluation_periods=int(p["EvaluationPeriods"]),
+            period=int(p["Period"]),
+            threshold=float(p["Threshold"]),
+            statistic=p.get("Statistic"),
+            description=p.get("AlarmDescription", ""),
+            dimensions=[{"Name": d["Name"], "Value": d["Value"]} for d in p.get("Dimensions", [])],
+            alarm_actions=list(p.get("AlarmActions", [])),
+            ok_actions=list(p.get("OKActions", [])),
+            datapoints_to_alarm=p.get("DatapointsToAlarm"),
+            treat_missing_data=p.get("TreatMissingData"),
+            unit=p.get("Unit"),
+        )
+        return cls(
+            resource_name,
+            {"Arn": alarm.alarm_arn},
+            lambda: backend.delete_alarms([resource_name]),
         )
 
 

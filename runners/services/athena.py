@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -22,7 +23,7 @@ from runners.engine.definition import (
 )
 from runners.engine.inputs import Fields
 from runners.engine.runner import Job, JobStatus, Runner, TaskStart
-from runners.engine.service import Refusals, StateTable, iso
+from runners.engine.service import Finish, Measure, Refusals, StateTable, iso
 from runners.errors import RunnerError, RunnerInputError
 from runners.logs import get_logger
 
@@ -181,6 +182,7 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
             output=lambda: output(execution),
             error=FAILED_ERROR,
             cause=lambda: output(execution),
+            finish=lambda: finish(execution),
         )
 
     async def stop(self, job: Job[AthenaQuerySpec]) -> None:
@@ -209,6 +211,15 @@ def output(execution: Mapping[str, Any]) -> dict[str, Any]:
     if error:
         result["AthenaError"] = error
     return result
+
+
+def finish(execution: Mapping[str, Any]) -> Finish:
+    """When the query completed, and the bytes it scanned (what Athena bills)."""
+    completed = execution.get("Status", {}).get("CompletionDateTime")
+    ended_at = completed.timestamp() if isinstance(completed, datetime) else None
+    scanned = execution.get("Statistics", {}).get("DataScannedInBytes")
+    usage = () if scanned is None else (Measure("AthenaBytesScanned", float(scanned), "Bytes"),)
+    return Finish(ended_at, usage)
 
 
 def _not_one_value(parameter: str) -> str | None:

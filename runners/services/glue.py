@@ -14,6 +14,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,9 +27,26 @@ from runners.engine.definition import (
 )
 from runners.engine.inputs import Fields
 from runners.engine.runner import Failed, Job, JobStatus, Runner, TaskStart
-from runners.engine.service import Refusals, StateTable, iso
+from runners.engine.service import Finish, Measure, Refusals, StateTable, iso
 from runners.errors import RunnerInputError
 from runners.retry import error_code
+
+# DPUs per worker, by WorkerType ("G.1X ... maps to 1 DPU"; Standard: 1).
+WORKER_DPUS = {
+    "Standard": 1.0,
+    "G.025X": 0.25,
+    "G.1X": 1.0,
+    "G.2X": 2.0,
+    "G.4X": 4.0,
+    "G.8X": 8.0,
+    "G.12X": 12.0,
+    "G.16X": 16.0,
+    "R.1X": 1.0,
+    "R.2X": 2.0,
+    "R.4X": 4.0,
+    "R.8X": 8.0,
+    "Z.2X": 2.0,
+}
 
 STATES = StateTable(
     "glue",
@@ -198,7 +216,9 @@ class GlueJobRunner(Runner[GlueJobSpec]):
         for run, tail in zip(failed, tails, strict=True):
             status = statuses[run["Id"]]
             if isinstance(status, Failed):
-                statuses[run["Id"]] = Failed(status.error, {**status.cause, **tail})
+                statuses[run["Id"]] = Failed(
+                    status.error, {**status.cause, **tail}, finish=status.finish
+                )
         return statuses
 
     async def _error_log(self, run: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,6 +256,7 @@ class GlueJobRunner(Runner[GlueJobSpec]):
             output=lambda: output(run),
             error=FAILED_ERROR,
             cause=lambda: failure(run),
+            finish=lambda: finish(run),
         )
 
     async def stop(self, job: Job[GlueJobSpec]) -> None:
@@ -256,6 +277,21 @@ def output(run: Mapping[str, Any]) -> dict[str, Any]:
     if "DPUSeconds" in run:
         result["GlueJobDPUSeconds"] = run["DPUSeconds"]
     return result
+
+
+def finish(run: Mapping[str, Any]) -> Finish:
+    """When the run completed, and its DPU-seconds: Glue's own ``DPUSeconds`` (auto
+    scaling, Flex) or else ``ExecutionTime`` x the run's capacity."""
+    completed = run.get("CompletedOn")
+    ended_at = completed.timestamp() if isinstance(completed, datetime) else None
+    dpu_seconds = run.get("DPUSeconds")
+    if dpu_seconds is None and run.get("ExecutionTime") is not None:
+        capacity = run.get("MaxCapacity") or (
+            (run.get("NumberOfWorkers") or 0) * WORKER_DPUS.get(run.get("WorkerType", ""), 0)
+        )
+        dpu_seconds = run["ExecutionTime"] * capacity if capacity else None
+    usage = () if dpu_seconds is None else (Measure("GlueDPUSeconds", float(dpu_seconds)),)
+    return Finish(ended_at, usage)
 
 
 def _log_group(run: Mapping[str, Any]) -> str:

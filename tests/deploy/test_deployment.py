@@ -11,6 +11,7 @@ service's task definition.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -151,6 +152,47 @@ def test_the_sales_pipeline_runs_on_the_scheduled_lambdas(deployed: Deployment) 
     assert execution_status(deployed, execution) == "SUCCEEDED"
     runs = deployed.client("glue").get_job_runs(JobName="JoinMarketingAndSalesData")["JobRuns"]
     assert [run["JobRunState"] for run in runs] == ["SUCCEEDED"]
+
+
+def test_the_operations_resources_are_deployed(deployed: Deployment) -> None:
+    """The redrive Lambda (schedule off, scoped to the monitored machines' executions),
+    the dashboard and the alarms of the triggers-and-notifications stack."""
+    outputs = deployed.outputs["triggers-and-notifications"]
+    function = outputs["RedriveFunctionName"]
+    configuration = deployed.client("lambda").get_function(FunctionName=function)
+    variables = configuration["Configuration"]["Environment"]["Variables"]
+    assert variables["RUNNERS_FAILURE_QUEUE_URL"] == outputs["FailureQueueUrl"]
+    rules = deployed.client("events").list_rules()["Rules"]
+    [schedule] = [r for r in rules if r.get("ScheduleExpression") == "rate(1 day)"]
+    assert schedule["State"] == "DISABLED"
+    machines = [
+        value
+        for key, value in deployed.outputs["step-functions-resources"].items()
+        if key.endswith("Arn") and ":stateMachine:" in value
+    ]
+    role = configuration["Configuration"]["Role"].rsplit("/", 1)[-1]
+    iam = deployed.client("iam")
+    [policy] = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+    if isinstance(document, str):  # moto keeps a stack's inline policy as Python's repr
+        document = ast.literal_eval(document)
+    statements = document["Statement"]
+    redrive = next(s for s in statements if "states:RedriveExecution" in s["Action"])
+    assert sorted(redrive["Resource"]) == sorted(
+        m.replace(":stateMachine:", ":execution:") + ":*" for m in machines
+    )
+    assert all(s["Resource"] != "*" for s in statements)
+    body = deployed.client("cloudwatch").get_dashboard(DashboardName=outputs["DashboardName"])
+    widgets = json.loads(body["DashboardBody"])["widgets"]
+    assert any("TasksFailed" in json.dumps(w) for w in widgets)
+    alarms = deployed.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    assert {"TasksFailed", "CheckCycleDuration", "OpenPolls", "ApproximateAgeOfOldestMessage"} <= {
+        alarm["MetricName"] for alarm in alarms
+    }
+    invoked = deployed.client("lambda").invoke(FunctionName=function, Payload=b"{}")
+    assert "FunctionError" not in invoked, invoked["Payload"].read()
+    result = json.loads(invoked["Payload"].read())
+    assert (result["redriven"], result["error"], result["outcomes"]) == (0, 0, [])
 
 
 def _waiting_for_data(deployment: Deployment, execution: str) -> bool:
