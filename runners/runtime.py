@@ -19,8 +19,9 @@ from aiobotocore.session import get_session
 
 from runners.engine.activity import ActivityChannel
 from runners.engine.definition import RunnerContext, SdkRetries
+from runners.engine.dynamo import client_events
 from runners.engine.engine import CONCURRENCY, Engine
-from runners.engine.metrics import count_throttled
+from runners.engine.metrics import watch_throttling
 from runners.engine.runner import Runner
 from runners.engine.store import DynamoStore
 from runners.settings import RunnerConfig
@@ -61,7 +62,7 @@ class _Clients:
                     service, region_name=region, config=AioConfig(**settings)
                 )
             )
-            client.meta.events.register("needs-retry", count_throttled)
+            watch_throttling(client.meta.events)
             self._cache[key] = client
         return self._cache[key]
 
@@ -115,6 +116,7 @@ async def open_engines(
                 page_size=config.page_size,
             )
             stack.callback(store.close)
+            watch_throttling(client_events(store.model))
             if create_tables:
                 store.create_table()
             store.verify(f"the {config.runner} runner's job table")

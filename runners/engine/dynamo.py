@@ -8,10 +8,12 @@ schema of each table.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import boto3
@@ -149,6 +151,13 @@ def _shown(keys: dict[str, str]) -> str:
     return " + ".join(f"{name} ({kind})" for name, kind in sorted(keys.items(), key=lambda k: k[1]))
 
 
+def client_events(model: type[Model]) -> Any:
+    """The event hooks of the botocore client PynamoDB calls ``model``'s table with, to
+    instrument it (``runners.engine.metrics.watch_throttling``). PynamoDB keeps one
+    client per model for every thread; asking creates it."""
+    return model._get_connection().connection.client.meta.events
+
+
 def condition_held(write: Callable[[], Any]) -> bool:
     """Run a conditional write: False when its condition did not hold, so callers speak
     of who holds the item instead of catching PynamoDB's errors."""
@@ -169,7 +178,11 @@ class Bridge:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
     async def run(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        # The caller's context variables go along (as with asyncio.to_thread): which
+        # engine's metrics count a throttled DynamoDB answer, for one.
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(context.run, call))
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

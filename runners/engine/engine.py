@@ -200,6 +200,7 @@ class Engine(Generic[SpecT]):
         """The job table refused the task for good: fail it with a name a state machine
         can catch instead of leaving it to time out. Nothing was started."""
         self.counters.store_errors += 1
+        self.metrics.count("TasksFailed")
         cause = {
             "table": self.config.table,
             "error": error_code(error) or type(error).__name__,
@@ -244,7 +245,7 @@ class Engine(Generic[SpecT]):
             return
         self.counters.started += 1
         self.metrics.count("TasksStarted")
-        self.metrics.since("DispatchLatency", record.created_at)
+        self.metrics.between("DispatchLatency", record.created_at, record.started_at)
         flight.log.info("job started")
         if self.runner.settles_at_start:
             status = (await self._statuses([flight])).get(run_id)
@@ -304,6 +305,7 @@ class Engine(Generic[SpecT]):
         }
         running = [f for f in idle if f.record.status == Status.RUNNING]
         statuses = await self._statuses(running)
+        found_at = self.clock()
         finished: dict[str, Succeeded | Failed] = {}
         for flight in running:
             status = statuses.get(flight.record.run_id or "")
@@ -315,7 +317,7 @@ class Engine(Generic[SpecT]):
             if flight.busy or task_id not in self.in_flight:
                 continue  # taken up or let go while the statuses were fetched
             if task_id in finished:
-                operations.append((flight, self._close(flight, finished[task_id])))
+                operations.append((flight, self._close(flight, finished[task_id], found_at)))
             elif task_id in pending:
                 operations.append((flight, self._start(flight)))
             elif now - flight.heartbeat_at >= self.config.heartbeat_interval_seconds:
@@ -365,8 +367,12 @@ class Engine(Generic[SpecT]):
 
     # Closing -----------------------------------------------------------------------
 
-    async def _close(self, flight: InFlight[SpecT], status: Succeeded | Failed) -> None:
-        """Report the outcome, then close the record."""
+    async def _close(
+        self, flight: InFlight[SpecT], status: Succeeded | Failed, found_at: float | None = None
+    ) -> None:
+        """Report the outcome, then close the record. ``found_at``: when the check that
+        saw the job finished had its answer (default: now)."""
+        found_at = self.clock() if found_at is None else found_at
         token = flight.record.token
         if isinstance(status, Succeeded):
             reported = status.reported or await retry(
@@ -379,10 +385,11 @@ class Engine(Generic[SpecT]):
                 lambda: self.channel.fail(token, status.error, cause), self.retries.report
             )
             outcome, error = Outcome.FAILED, status.error
+        reported_at = self.clock()
         if not reported:
             flight.log.info("task was already closed")
         await self._done(flight, outcome, error)
-        self._measure_close(flight.record, status)
+        self._measure_close(flight.record, status, found_at, reported_at)
         if outcome is Outcome.SUCCEEDED:
             self.counters.succeeded += 1
             flight.log.info("task succeeded")
@@ -390,12 +397,20 @@ class Engine(Generic[SpecT]):
             self.counters.failed += 1
             flight.log.warning("task failed", error=error)
 
-    def _measure_close(self, record: TaskRecord, status: Succeeded | Failed) -> None:
+    def _measure_close(
+        self, record: TaskRecord, status: Succeeded | Failed, found_at: float, reported_at: float
+    ) -> None:
+        """A closed task's figures. The job ended when the service says it did (Glue
+        ``CompletedOn``...) where the runner reads that, else when a check found it
+        finished; a task refused at its start ran no job, so has no duration."""
         succeeded = isinstance(status, Succeeded)
         self.metrics.count("TasksSucceeded" if succeeded else "TasksFailed")
-        self.metrics.since("JobDuration", record.started_at, unit_scale=1.0)
-        self.metrics.since("CompletionLatency", status.finish.ended_at)
         self.metrics.measured(status.finish.usage)
+        if record.started_at is None:
+            return
+        ended_at = status.finish.ended_at or found_at
+        self.metrics.between("JobDuration", record.started_at, ended_at)
+        self.metrics.between("CompletionLatency", ended_at, reported_at)
 
     async def _cancel(self, flight: InFlight[SpecT]) -> None:
         """The execution stopped or timed out: stop the job, close the record."""
@@ -530,7 +545,9 @@ class Engine(Generic[SpecT]):
             flight.busy = False
 
     def flush_metrics(self) -> None:
-        """One metrics document: what happened since the last, and the load now."""
+        """Write what happened since the last flush, and the load now. ``OpenPolls``
+        is 0 while a worker is up only at its in-flight cap (or while it stops): a
+        worker that writes no document at all is down."""
         self.metrics.flush(
             {
                 "TasksInFlight": len(self.in_flight),

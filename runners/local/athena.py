@@ -16,11 +16,16 @@ What moto lacks and this adds (Amazon Athena API reference):
   query and named-query ids;
 - a query with no result location, neither its own nor its workgroup's, is refused
   (``ResultConfiguration.OutputLocation``: "If none of them is set, Athena issues an
-  error that no output location is provided"; moto runs it).
+  error that no output location is provided"; moto runs it);
+- "Athena Query State Change" events on the default EventBridge bus as a query
+  "transitions states" ("Monitor Athena query events with EventBridge"): QUEUED, RUNNING,
+  then SUCCEEDED / FAILED / CANCELLED, each when it happens (``service_events``), with
+  a growing ``sequenceNumber``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -29,6 +34,8 @@ from moto.athena.models import AthenaBackend, Execution
 from moto.athena.responses import AthenaResponse
 from moto.core.exceptions import JsonRESTError
 
+from runners.local import service_events
+from runners.local.service_events import ServiceEvent
 from runners.local.timeline import RunBehaviour, Timeline
 
 MAX_BATCH = 50
@@ -152,9 +159,53 @@ def _start(
     execution.behaviour = BEHAVIOURS.for_query(query)
     execution.timeline = execution.behaviour.timeline("QUEUED")
     backend.executions[execution.id] = execution
+    service_events.EVENTS.watch(
+        execution.timeline,
+        functools.partial(_query_state_change, execution, backend.account_id, backend.region_name),
+    )
     backend._process_ddl(query, context)
     backend._store_predefined_query_results(execution.id)
     return execution
+
+
+def _query_state_change(
+    execution: EmulatedQueryExecution,
+    account: str,
+    region: str,
+    index: int,
+    changes: list[tuple[float, str]],
+) -> ServiceEvent:
+    """The "Athena Query State Change" of the query's ``index``-th state (from 0).
+
+    The reference's example (a SUCCEEDED query after RUNNING) has ``sequenceNumber``
+    "3": QUEUED is 1, RUNNING 2. The first event (QUEUED) has no ``previousState``.
+    """
+    at, state = changes[index]
+    detail: dict[str, Any] = {
+        "versionId": "0",
+        "currentState": state,
+        "statementType": statement_type(execution.query),
+        "queryExecutionId": execution.id,
+        "workgroupName": execution.workgroup.name if execution.workgroup else "primary",
+        "sequenceNumber": str(index + 1),
+    }
+    if index > 0:
+        detail["previousState"] = changes[index - 1][1]
+    if state == "FAILED":
+        detail["athenaError"] = {
+            "errorCategory": 2.0,
+            "errorType": 1000.0,
+            "errorMessage": execution.behaviour.error_message or "Query failed",
+            "retryable": False,
+        }
+    return ServiceEvent(
+        account, region, "aws.athena", service_events.ATHENA_QUERY_STATE_CHANGE, detail, at
+    )
+
+
+def statement_type(query: str) -> str:
+    """``StatementType``: DDL for the statements that define or describe, else DML."""
+    return "DDL" if query.upper().startswith(_DDL_PREFIXES) else "DML"
 
 
 def get_query_execution(self: AthenaResponse) -> str:
@@ -219,7 +270,7 @@ def query_execution(execution: EmulatedQueryExecution) -> dict[str, Any]:
     result: dict[str, Any] = {
         "QueryExecutionId": execution.id,
         "Query": execution.query,
-        "StatementType": "DDL" if execution.query.upper().startswith(_DDL_PREFIXES) else "DML",
+        "StatementType": statement_type(execution.query),
         "ResultConfiguration": execution.config or {},
         "QueryExecutionContext": execution.context or {},
         "Status": status,

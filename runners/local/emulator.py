@@ -33,6 +33,7 @@ from runners.local import (
     s3,
     stepfunctions,
 )
+from runners.local import service_events as _service_events
 from runners.local.faults import FaultInjector
 
 # The versions whose internals the extensions were written and tested against.
@@ -84,6 +85,11 @@ class Emulator:
 
     ``activity_poll_seconds`` is how long ``GetActivityTask`` holds a poll open when no
     task is scheduled: 60 s as on AWS unless a test suite asks for less.
+
+    ``service_events``: Glue job runs and crawls and Athena queries put their
+    EventBridge state-change events on the default bus when they change state (one
+    thread for the emulator, a few microseconds a run); ``aws.service_events`` drops or
+    delays shares of them and counts them.
     """
 
     def __init__(
@@ -91,10 +97,13 @@ class Emulator:
         port: int = 0,
         host: str = "127.0.0.1",
         activity_poll_seconds: float = stepfunctions.DEFAULT_POLL_SECONDS,
+        service_events: bool = True,
     ) -> None:
         self._host, self._port = host, port
         self.activity_poll_seconds = activity_poll_seconds
+        self._service_events_on = service_events
         self.faults = FaultInjector()
+        self.service_events = _service_events.EVENTS
         self.glue_runs = glue.BEHAVIOURS
         self.glue_crawls = glue.CRAWLS
         self.athena_queries = athena.BEHAVIOURS
@@ -123,6 +132,9 @@ class Emulator:
         self.endpoint_url = f"http://{host}:{port}"
         stepfunctions.Settings.port = port
         self.lambdas.endpoint_url = self.endpoint_url
+        self.service_events.enabled = self._service_events_on
+        if self._service_events_on:
+            self.service_events.start()
         return self
 
     def stop(self) -> None:
@@ -131,6 +143,7 @@ class Emulator:
         if self._server is None:
             return
         self.reset()
+        self.service_events.close()
         self.lambdas.close()
         self._server.stop()
         self._server._server.server_close()
@@ -140,6 +153,7 @@ class Emulator:
 
     def reset(self) -> None:
         """Back to an empty account: no resources, behaviours, faults or counts."""
+        self.service_events.reset()  # first: nothing pending reaches the new account
         self.lambdas.clear()
         moto_api_backend.reset()
         self.glue_runs.clear()

@@ -15,11 +15,16 @@ What moto lacks and this adds (AWS Glue API reference, "Job runs" and "Crawlers"
   ``LastCrawl`` reports the latest finished crawl as SUCCEEDED, FAILED (with its
   ``ErrorMessage``) or CANCELLED (moto: crawl states, completed on first read);
   ``StopCrawler`` answers ``CrawlerNotRunningException`` / ``CrawlerStoppingException``;
-  ``GetCrawlerMetrics`` (not in moto) reports the last crawl's runtime and tables.
+  ``GetCrawlerMetrics`` (not in moto) reports the last crawl's runtime and tables;
+- the EventBridge events AWS Glue sends ("Automating AWS Glue with EventBridge"):
+  "Glue Job State Change" when a run ends SUCCEEDED, FAILED, TIMEOUT or STOPPED, and
+  "Glue Crawler State Change" when a crawl is Started, Succeeded or Failed, at the
+  moment it happens (``service_events``).
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import threading
 import time
@@ -39,6 +44,8 @@ from moto.glue.models import FakeCrawl, FakeCrawler, FakeJob, FakeJobRun
 from moto.glue.responses import GlueResponse
 from moto.logs.models import logs_backends
 
+from runners.local import service_events
+from runners.local.service_events import ServiceEvent
 from runners.local.timeline import RunBehaviour, Timeline
 
 ACTIVE_STATES = frozenset({"STARTING", "RUNNING", "STOPPING", "WAITING"})
@@ -81,6 +88,17 @@ _log_lock = threading.Lock()
 _CRAWL_STOPPING = ("STOPPING", 0.3)
 # ListCrawls names a crawl's states differently from LastCrawl.
 _CRAWL_STATE = {"SUCCEEDED": "COMPLETED", "CANCELLED": "STOPPED"}
+# "Glue Job State Change" severity and message by final state, as the reference's
+# examples show them (a FAILED run's message is its error). AWS documents no event for
+# ERROR (a trigger starting a deleted job), so none is sent.
+_JOB_EVENTS = {
+    "SUCCEEDED": ("INFO", "Job run succeeded"),
+    "FAILED": ("ERROR", "Job run failed"),
+    "TIMEOUT": ("WARN", "Job run timed out"),
+    "STOPPED": ("INFO", "Job run stopped"),
+}
+# "Glue Crawler State Change" states; a stopped (CANCELLED) crawl has no documented event.
+_CRAWL_EVENTS = {"SUCCEEDED": "Succeeded", "FAILED": "Failed"}
 
 
 class EmulatedJobRun(FakeJobRun):  # type: ignore[misc]
@@ -197,7 +215,33 @@ def start_job_run(
         run.log_home = (self.backend.account_id, self.backend.region_name)
         run._logged = False
         self.job_runs.append(run)
+        service_events.EVENTS.watch(
+            run.timeline, functools.partial(_job_state_change, run), final_only=True
+        )
         return str(run.job_run_id)
+
+
+def _job_state_change(
+    run: EmulatedJobRun, index: int, changes: list[tuple[float, str]]
+) -> ServiceEvent | None:
+    """The run's "Glue Job State Change", once it ended in a state that has one."""
+    at, state = changes[index]
+    if state not in _JOB_EVENTS:
+        return None
+    severity, message = _JOB_EVENTS[state]
+    if state == "FAILED" and run.error_message:
+        message = run.error_message
+    account, region = run.log_home
+    detail = {
+        "jobName": run.job_name,
+        "severity": severity,
+        "state": state,
+        "jobRunId": run.job_run_id,
+        "message": message,
+    }
+    return ServiceEvent(
+        account, region, "aws.glue", service_events.GLUE_JOB_STATE_CHANGE, detail, at
+    )
 
 
 def limit_to_timeout(behaviour: RunBehaviour, timeout_minutes: int | None) -> RunBehaviour:
@@ -298,6 +342,61 @@ def start_crawler(self: FakeCrawler) -> None:
             time.time(),
         )
         self.crawls.append(crawl)
+        service_events.EVENTS.watch(
+            crawl.timeline, functools.partial(_crawler_state_change, self, crawl)
+        )
+
+
+def _crawler_state_change(
+    crawler: FakeCrawler, crawl: EmulatedCrawl, index: int, changes: list[tuple[float, str]]
+) -> ServiceEvent | None:
+    """The crawl's "Glue Crawler State Change" at its start and at its end, with the fields
+    (all strings) of the reference's Started / Succeeded / Failed examples."""
+    at, state = changes[index]
+    account, region = crawler.backend.account_id, crawler.backend.region_name
+    detail: dict[str, str] = {"accountId": account, "crawlerName": crawler.name}
+    if index == 0:
+        detail |= {"startTime": _iso(at), "state": "Started", "message": "Crawler Started"}
+    elif index == len(changes) - 1 and state in _CRAWL_EVENTS:
+        detail |= _crawl_outcome(crawl, region, at, _CRAWL_EVENTS[state])
+    else:
+        return None
+    return ServiceEvent(
+        account, region, "aws.glue", service_events.GLUE_CRAWLER_STATE_CHANGE, detail, at
+    )
+
+
+def _crawl_outcome(crawl: EmulatedCrawl, region: str, at: float, state: str) -> dict[str, str]:
+    link = (
+        f"https://console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logEventViewer:group={crawl.log_group};stream={crawl.log_stream}"
+    )
+    common = {"state": state, "message": f"Crawler {state}", "cloudWatchLogLink": link}
+    if state == "Failed":
+        return {**common, "errorMessage": crawl.behaviour.error_message or "Crawl failed"}
+    metrics = crawl.behaviour.metrics
+    counts = {
+        name[0].lower() + name[1:]: str(metrics.get(name, 0))
+        for name in (
+            "TablesCreated",
+            "TablesUpdated",
+            "TablesDeleted",
+            "PartitionsCreated",
+            "PartitionsUpdated",
+            "PartitionsDeleted",
+        )
+    }
+    return {
+        **common,
+        **counts,
+        "warningMessage": "N/A",
+        "runningTime (sec)": str(int(crawl.runtime_seconds)),
+        "completionDate": _iso(at),
+    }
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def stop_crawler(self: FakeCrawler) -> None:

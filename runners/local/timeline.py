@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -43,12 +43,17 @@ class RunBehaviour:
 
 @dataclass
 class Timeline:
-    """Non-terminal ``(state, seconds)`` phases, then a final state, from ``started_at``."""
+    """Non-terminal ``(state, seconds)`` phases, then a final state, from ``started_at``.
+
+    ``on_stop`` is called (without arguments, after the change) when ``stop`` moves the
+    end earlier: whoever acts at the end time (``service_events``) looks again.
+    """
 
     phases: list[tuple[str, float]]
     final_state: str
     started_at: float
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    on_stop: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def state(self, now: float | None = None) -> str:
         elapsed = (now or time.time()) - self.started_at
@@ -77,6 +82,22 @@ class Timeline:
                     break
                 changed += seconds
         return changed
+
+    def changes(self) -> list[tuple[float, str]]:
+        """``(wall-clock time, state entered)`` for every state the run shows, in order:
+        its first state at ``started_at``, the final state last (at the end time).
+
+        Phases too short to be seen are left out and a phase in the state before it
+        extends it, as ``state()`` reads them."""
+        at = self.started_at
+        changes: list[tuple[float, str]] = []
+        with self._lock:
+            for state, seconds in self.phases:
+                if seconds > 0 and (not changes or changes[-1][1] != state):
+                    changes.append((at, state))
+                at += seconds
+            changes.append((at, self.final_state))
+        return changes
 
     def seconds_in(self, state: str, now: float | None = None) -> float:
         """How long the run has spent in ``state`` so far."""
@@ -107,6 +128,8 @@ class Timeline:
             if stopping is not None:
                 kept.append(stopping)
             self.phases, self.final_state = kept, stopped_state
+        if self.on_stop is not None:
+            self.on_stop()
         return True
 
     def _total_seconds(self) -> float:
