@@ -3,11 +3,15 @@
     python benchmarks/run.py                  # the full run (about 35 minutes)
     python benchmarks/run.py --quick          # every scenario, small and short (CI's smoke run)
     python benchmarks/run.py --runners-only   # only the per-runner section (about 8 minutes)
+    python benchmarks/run.py --events-only    # only the completion-events section
 
 Prints one table: each figure for runners, the same for the baseline, and how many times
 better runners does; then the per-runner section, our worker alone (the baseline only
 knows Glue and Athena): every job runner's status calls per task and per check.
-``--runners-only`` runs just that section (full size; small with ``--quick``).
+``--runners-only`` runs just that section (full size; small with ``--quick``). Last, the
+completion-events section (``benchmarks/events.py``): the Glue and Athena flows with
+completion events on (one worker, three sharing the queue, 30% of events dropped) and
+a saturation run; ``--events-only`` runs just that one.
 ``--json FILE`` also writes the raw figures.
 """
 
@@ -29,6 +33,19 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
+from benchmarks.events import (
+    EVENTS_FULL,
+    EVENTS_QUICK,
+    EventFlowResult,
+    EventSizes,
+    SaturationResult,
+    event_scenarios,
+    flow_summary,
+    render_events,
+    run_event_flow,
+    saturate,
+    saturation_summary,
+)
 from benchmarks.runners_table import RUNNERS, RunnerResult, run_runner
 from benchmarks.scenarios import (
     FULL,
@@ -51,14 +68,9 @@ T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes and short waits")
-    parser.add_argument("--executions", type=int, help="executions per flow (default 500)")
-    parser.add_argument("--tracked-jobs", type=int, help="jobs one worker tracks (default 10000)")
-    parser.add_argument("--runners-only", action="store_true", help="only the per-runner section")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
+    args = parse(argv)
     sizes = QUICK if args.quick else FULL
+    event_sizes = EVENTS_QUICK if args.quick else EVENTS_FULL
     if args.executions:
         sizes = replace(sizes, executions=args.executions)
     if args.tracked_jobs:
@@ -68,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.monotonic()
     flows: dict[str, FlowResult] = {}
     scale: ScaleResult | None = None
+    runners: dict[str, RunnerResult] = {}
+    event_flows: dict[str, EventFlowResult] = {}
+    saturation: SaturationResult | None = None
+    main_tables = not (args.runners_only or args.events_only)
     with (
         tempfile.TemporaryDirectory() as workdir,
         Emulator(activity_poll_seconds=sizes.poll_seconds) as aws,
@@ -76,35 +92,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Metrics documents on stdout would mix with the figures (one per check cycle
         # costs nothing measurable).
         os.environ.setdefault("RUNNERS_METRICS", "off")
-        if not args.runners_only:
+        if main_tables:
             figures["ceiling"] = emulator_ceiling(aws)
             flows = run_flows(aws, sizes, Path(workdir))
             scale = progress(
                 f"{sizes.tracked_jobs} tracked jobs",
                 partial(track_many, aws, sizes, Path(workdir)),
             )
-        runners = {
-            name: progress(
-                f"{name}, {sizes.runner_executions} executions, runners alone",
-                partial(run_runner, aws, name, sizes, Path(workdir)),
-            )
-            for name in RUNNERS
-        }
+        if not args.events_only:
+            runners = {
+                name: progress(
+                    f"{name}, {sizes.runner_executions} executions, runners alone",
+                    partial(run_runner, aws, name, sizes, Path(workdir)),
+                )
+                for name in RUNNERS
+            }
+        if not args.runners_only:
+            event_flows, saturation = run_events(aws, sizes, event_sizes, Path(workdir))
     figures["flows"] = {name: summary(flow) for name, flow in flows.items()}
     if scale is not None:
         figures["scale"] = asdict(scale)
     figures["runners"] = {name: runner_summary(result) for name, result in runners.items()}
+    figures["events"] = {
+        "sizes": asdict(event_sizes),
+        "flows": {name: flow_summary(flow) for name, flow in event_flows.items()},
+        **({"saturation": saturation_summary(saturation)} if saturation else {}),
+    }
     figures["seconds"] = time.monotonic() - began
     print()
     if scale is not None:
         print(render(sizes, figures, flows, scale))
         print()
-    print(render_runners(sizes, runners))
+    if runners:
+        print(render_runners(sizes, runners))
+    if event_flows:
+        if runners:
+            print()
+        print(render_events(sizes, event_sizes, event_flows, saturation, table))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
-    results: list[FlowResult | RunnerResult] = [*flows.values(), *runners.values()]
+    results: list[FlowResult | RunnerResult | EventFlowResult | SaturationResult] = [
+        *flows.values(),
+        *runners.values(),
+        *event_flows.values(),
+        *([saturation] if saturation else []),
+    ]
     complete = all(result.succeeded == result.executions for result in results)
     return 0 if complete else 1
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and short waits")
+    parser.add_argument("--executions", type=int, help="executions per flow (default 500)")
+    parser.add_argument("--tracked-jobs", type=int, help="jobs one worker tracks (default 10000)")
+    parser.add_argument("--runners-only", action="store_true", help="only the per-runner section")
+    parser.add_argument(
+        "--events-only", action="store_true", help="only the completion-events section"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser.parse_args(argv)
 
 
 def run_flows(aws: Emulator, sizes: Sizes, workdir: Path) -> dict[str, FlowResult]:
@@ -131,6 +178,24 @@ def run_flows(aws: Emulator, sizes: Sizes, workdir: Path) -> dict[str, FlowResul
             ),
         )
     return flows
+
+
+def run_events(
+    aws: Emulator, sizes: Sizes, events: EventSizes, workdir: Path
+) -> tuple[dict[str, EventFlowResult], SaturationResult]:
+    """The completion-events section: each flow's scenarios, then the saturation run."""
+    flows = {
+        key: progress(
+            f"{label}, {sizes.executions} executions, events on",
+            partial(run_event_flow, aws, sizes=sizes, workdir=workdir, label=label, **options),
+        )
+        for key, label, options in event_scenarios(sizes, events)
+    }
+    saturation = progress(
+        f"saturation, {events.saturation_executions} executions at once, events on",
+        partial(saturate, aws, sizes, events, workdir),
+    )
+    return flows, saturation
 
 
 def progress(label: str, run: Callable[[], T]) -> T:

@@ -304,10 +304,15 @@ def side_process(
     workdir: Path,
     pollers: int | None = None,
     log_level: str = "INFO",
+    name: str | None = None,
+    reset: bool = True,
     **config: Any,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """One process of ``side`` serving ``activity``; stopped (SIGKILL: the figures are
-    taken by then) and the emulator reset on the way out."""
+    taken by then) and the emulator reset on the way out (unless ``reset`` is false:
+    the last of several processes resets it). ``name`` names its config and log files
+    (default ``<side>-<runner>``)."""
+    name = name or f"{side}-{runner}"
     if side == "runners":
         settings = {
             "runner": runner,
@@ -317,7 +322,7 @@ def side_process(
             **({"pollers": pollers} if pollers else {}),
             **config,
         }
-        path = workdir / f"{side}-{runner}.json"
+        path = workdir / f"{name}.json"
         path.write_text(json.dumps(settings))
         command = [sys.executable, "-m", "runners", "worker", "--config", str(path)]
         command.append("--create-table")
@@ -325,7 +330,7 @@ def side_process(
         create_table(runner, table)
         command = [sys.executable, str(ROOT / "benchmarks" / "baseline.py"), "--runner", runner]
         command += ["--activity-arn", activity, "--table", table]
-    log = (workdir / f"{side}-{runner}.log").open("wb")
+    log = (workdir / f"{name}.log").open("wb")
     env = {**os.environ, **aws.client_env(), "RUNNERS_LOG_LEVEL": log_level}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -334,7 +339,8 @@ def side_process(
         process.kill()
         process.wait(timeout=30)
         log.close()
-        aws.reset()
+        if reset:
+            aws.reset()
 
 
 def collect(aws: Emulator, side: str, runner: str, arns: list[str]) -> FlowResult:
@@ -433,7 +439,7 @@ def track_many(aws: Emulator, sizes: Sizes, workdir: Path) -> ScaleResult:
     prepare_flow(aws, "runners", "glue", [])
     aws.glue_runs.set(JOB, RunBehaviour(duration=4 * 3600))
     document = json.dumps({"GlueJobName": JOB})
-    config = {
+    config: dict[str, Any] = {
         "max_in_flight": tracked + 100,
         "heartbeat_interval_seconds": 3600,
         "lease_seconds": 7200,

@@ -66,6 +66,7 @@ class Parameters:
         missing = [key for key, p in declared.items() if "Default" not in p and key not in values]
         if missing:
             raise DeployError(f"{path}: set {', '.join(missing)} (no default in {spec.template})")
+        _check_events_lease(path, declared, values)
         where = str(path)
         return [
             {"ParameterKey": key, "ParameterValue": self.resolve(value, f"{where}: {key}")}
@@ -156,3 +157,22 @@ class Parameters:
                 output["OutputKey"]: output["OutputValue"] for output in done[0].get("Outputs", [])
             }
         return self._outputs[stack_name]
+
+
+def _check_events_lease(path: Path, declared: dict[str, Any], values: dict[str, str]) -> None:
+    """With completion events on, check cycles renew leases: a lease shorter than two
+    check intervals would make every worker fail its start-up check (ConfigError)."""
+    if "CompletionEvents" not in declared:
+        return
+
+    def effective(key: str) -> str:
+        return values.get(key, str(declared[key].get("Default", "")))
+
+    if effective("CompletionEvents") != "true":
+        return
+    interval, lease = effective("EventsCheckIntervalSeconds"), effective("EventsLeaseSeconds")
+    if interval.isdigit() and lease.isdigit() and int(lease) < 2 * int(interval):
+        raise DeployError(
+            f"{path}: EventsLeaseSeconds ({lease}) must be at least twice "
+            f"EventsCheckIntervalSeconds ({interval}): check cycles renew the leases"
+        )

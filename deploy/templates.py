@@ -2,8 +2,11 @@
 
 The runner templates in ``cloudformation/`` hold what every runner shares. Before a
 stack operation, each runner's declaration (``runners.engine.definition``) adds what is
-its own: its role's permissions, its stack parameters, and the variables that pass
-them to the runner. ``runner-lambda.yaml`` is rendered for one runner;
+its own: its role's permissions, its stack parameters, the variables that pass them to
+the runner, and, for a runner whose service sends completion events, their route (off
+unless the stack's ``CompletionEvents`` is "true"): a rule on the default bus with the
+runner's pattern, a queue (with a dead-letter queue and its alarm) the rule sends to,
+and what consumes it. ``runner-lambda.yaml`` is rendered for one runner;
 ``runner-service.yaml`` for every runner, each served when its activity list is set.
 ``pynt rendertemplates`` writes the rendered templates out for review.
 """
@@ -21,6 +24,48 @@ from runners.engine.definition import DeployParameter, Permission, RunnerDefinit
 
 JsonDict = dict[str, Any]
 NO_VALUE = {"Ref": "AWS::NoValue"}
+
+# Completion events: the switch, and what the runners it turns on use instead.
+EVENTS_ON = "CompletionEventsOn"
+EVENTS_PARAMETERS: JsonDict = {
+    "CompletionEvents": {
+        "Type": "String",
+        "Default": "false",
+        "AllowedValues": ["true", "false"],
+        "Description": (
+            "true: route the services' job state-change events (EventBridge, default bus) "
+            "to the runners that have them, which then report a job's end at once and "
+            "check on the longer EventsCheckIntervalSeconds (events are best effort: the "
+            "check stays as the safety net)."
+        ),
+    },
+    "EventsCheckIntervalSeconds": {
+        "Type": "String",
+        "Default": "60",
+        "AllowedPattern": "^[1-9][0-9]*$",
+        "Description": (
+            "Whole seconds between check cycles of a runner with completion events on "
+            "(instead of CheckIntervalSeconds); at most half EventsLeaseSeconds."
+        ),
+    },
+    "EventsLeaseSeconds": {
+        "Type": "String",
+        "Default": "300",
+        "AllowedPattern": "^[1-9][0-9]*$",
+        "Description": (
+            "Whole seconds a worker's lease on a task lasts when completion events are on "
+            "(RUNNERS_LEASE_SECONDS); check cycles renew it, so at least twice "
+            "EventsCheckIntervalSeconds."
+        ),
+    },
+}
+# The completion queue: a message the consumer does not delete comes back after this
+# many seconds (the consumer shortens it itself to retry sooner) and goes to the
+# dead-letter queue after this many receives (the code lets go of one after 4).
+COMPLETION_VISIBILITY_SECONDS = 60
+COMPLETION_MAX_RECEIVES = 10
+COMPLETION_RETENTION_SECONDS = 86400  # an event older than a day only repeats a check
+DEAD_LETTER_RETENTION_SECONDS = 1209600  # 14 days, SQS's most
 
 
 class _LongFormLoader(yaml.SafeLoader):
@@ -83,6 +128,57 @@ def _add_to_lambda(template: JsonDict, runner: RunnerDefinition[Any]) -> None:
         variables[_variable(runner, parameter)] = {
             "Fn::If": [condition, {"Ref": parameter.name}, NO_VALUE]
         }
+    if runner.completion_events is not None:
+        _add_events_to_lambda(template, runner)
+
+
+def _add_events_to_lambda(template: JsonDict, runner: RunnerDefinition[Any]) -> None:
+    """The runner's completion queue, consumed by its own function through an event
+    source mapping (the handler tells SQS records from a scheduled tick). With events
+    on, the function checks on the longer interval, with a lease twice as long at least."""
+    _add_events_parameters(template)
+    resources = template["Resources"]
+    queue = _add_completion_route(template, "", runner, EVENTS_ON, visibility={"Ref": "Timeout"})
+    resources["CompletionEventSource"] = {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Condition": EVENTS_ON,
+        "Properties": {
+            "EventSourceArn": {"Fn::GetAtt": [queue, "Arn"]},
+            "FunctionName": {"Ref": "Function"},
+            "BatchSize": 10,
+            "MaximumBatchingWindowInSeconds": 0,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "Enabled": True,
+        },
+    }
+    consumes = {
+        "Effect": "Allow",
+        "Action": [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+        ],
+        "Resource": {"Fn::GetAtt": [queue, "Arn"]},
+    }
+    _role_statements(template, "Role").append({"Fn::If": [EVENTS_ON, consumes, NO_VALUE]})
+    variables = resources["Function"]["Properties"]["Environment"]["Variables"]
+    variables["RUNNERS_COMPLETION_EVENTS"] = {"Fn::If": [EVENTS_ON, "true", NO_VALUE]}
+    variables["RUNNERS_CHECK_INTERVAL_SECONDS"] = {
+        "Fn::If": [
+            EVENTS_ON,
+            {"Ref": "EventsCheckIntervalSeconds"},
+            variables["RUNNERS_CHECK_INTERVAL_SECONDS"],
+        ]
+    }
+    variables["RUNNERS_LEASE_SECONDS"] = {
+        "Fn::If": [EVENTS_ON, {"Ref": "EventsLeaseSeconds"}, NO_VALUE]
+    }
+    # The slow-cycle alarm fires above the interval in force.
+    alarm = resources["SlowCheckCycleAlarm"]["Properties"]
+    alarm["Threshold"] = {
+        "Fn::If": [EVENTS_ON, {"Fn::Sub": "${EventsCheckIntervalSeconds}000"}, alarm["Threshold"]]
+    }
 
 
 # The service: every runner, each served when its activities are given -------------
@@ -115,9 +211,143 @@ def _add_to_service(template: JsonDict, runner: RunnerDefinition[Any]) -> None:
         }
         value = {"Name": _variable(runner, parameter), "Value": {"Ref": parameter.name}}
         environment.append({"Fn::If": [condition, value, NO_VALUE]})
+    if runner.completion_events is not None:
+        _add_events_to_service(template, runner, environment)
+
+
+def _add_events_to_service(
+    template: JsonDict, runner: RunnerDefinition[Any], environment: list[Any]
+) -> None:
+    """The runner's completion queue, consumed by the worker itself. Only this runner
+    checks on the longer interval (``RUNNERS_<RUNNER>_...`` variables): the runners
+    without events keep CheckIntervalSeconds."""
+    _add_events_parameters(template)
+    condition = f"{runner.title}CompletionEvents"
+    template["Conditions"][condition] = {
+        "Fn::And": [{"Condition": EVENTS_ON}, {"Condition": f"Serves{runner.title}"}]
+    }
+    queue = _add_completion_route(template, runner.title, runner, condition)
+    consumes = {
+        "Effect": "Allow",
+        "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+        "Resource": {"Fn::GetAtt": [queue, "Arn"]},
+    }
+    _role_statements(template, "TaskRole").append({"Fn::If": [condition, consumes, NO_VALUE]})
+    prefix = f"RUNNERS_{runner.name.upper()}_"
+    for name, value in (
+        ("COMPLETION_QUEUE_URL", {"Ref": queue}),
+        ("CHECK_INTERVAL_SECONDS", {"Ref": "EventsCheckIntervalSeconds"}),
+        ("LEASE_SECONDS", {"Ref": "EventsLeaseSeconds"}),
+    ):
+        variable = {"Name": prefix + name, "Value": value}
+        environment.append({"Fn::If": [condition, variable, NO_VALUE]})
 
 
 # Shared ----------------------------------------------------------------------------
+
+
+def _add_events_parameters(template: JsonDict) -> None:
+    template["Parameters"].update(EVENTS_PARAMETERS)
+    template.setdefault("Conditions", {})[EVENTS_ON] = {
+        "Fn::Equals": [{"Ref": "CompletionEvents"}, "true"]
+    }
+
+
+def _add_completion_route(
+    template: JsonDict,
+    prefix: str,
+    runner: RunnerDefinition[Any],
+    condition: str,
+    visibility: Any = COMPLETION_VISIBILITY_SECONDS,
+) -> str:
+    """The rule sending the runner's completion events to its queue, the queue (with the
+    policy that lets only that rule send), its dead-letter queue and the alarm on it;
+    returns the queue's logical id. ``visibility``: the queue's VisibilityTimeout."""
+    assert runner.completion_events is not None
+    queue, dead, rule = (
+        f"{prefix}Completion{part}" for part in ("Queue", "DeadLetterQueue", "Rule")
+    )
+    alarm_actions = {"Fn::If": ["Notifies", [{"Ref": "AlarmTopicArn"}], NO_VALUE]}
+    template["Resources"].update(
+        {
+            rule: {
+                "Type": "AWS::Events::Rule",
+                "Condition": condition,
+                "Properties": {
+                    "Description": f"{runner.name} jobs that ended: to its completion queue",
+                    "EventPattern": runner.completion_events.pattern,
+                    "State": "ENABLED",
+                    "Targets": [{"Id": "completion-queue", "Arn": {"Fn::GetAtt": [queue, "Arn"]}}],
+                },
+            },
+            queue: {
+                "Type": "AWS::SQS::Queue",
+                "Condition": condition,
+                "Properties": {
+                    "SqsManagedSseEnabled": True,
+                    "VisibilityTimeout": visibility,
+                    "MessageRetentionPeriod": COMPLETION_RETENTION_SECONDS,
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": {"Fn::GetAtt": [dead, "Arn"]},
+                        "maxReceiveCount": COMPLETION_MAX_RECEIVES,
+                    },
+                },
+            },
+            dead: {
+                "Type": "AWS::SQS::Queue",
+                "Condition": condition,
+                "Properties": {
+                    "SqsManagedSseEnabled": True,
+                    "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                },
+            },
+            f"{queue}Policy": {
+                "Type": "AWS::SQS::QueuePolicy",
+                "Condition": condition,
+                "Properties": {
+                    "Queues": [{"Ref": queue}],
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "EventBridgeSends",
+                                "Effect": "Allow",
+                                "Principal": {"Service": "events.amazonaws.com"},
+                                "Action": "sqs:SendMessage",
+                                "Resource": {"Fn::GetAtt": [queue, "Arn"]},
+                                "Condition": {
+                                    "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule, "Arn"]}}
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+            f"{dead}Alarm": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Condition": condition,
+                "Properties": {
+                    "AlarmDescription": (
+                        f"{runner.name} completion events went to the dead-letter queue: "
+                        "their consumer keeps failing (the periodic check still reports)"
+                    ),
+                    "Namespace": "AWS/SQS",
+                    "MetricName": "ApproximateNumberOfMessagesVisible",
+                    "Dimensions": [
+                        {"Name": "QueueName", "Value": {"Fn::GetAtt": [dead, "QueueName"]}}
+                    ],
+                    "Statistic": "Maximum",
+                    "Period": 300,
+                    "EvaluationPeriods": 1,
+                    "Threshold": 0,
+                    "ComparisonOperator": "GreaterThanThreshold",
+                    "TreatMissingData": "notBreaching",
+                    "AlarmActions": alarm_actions,
+                },
+            },
+        }
+    )
+    return queue
 
 
 def _add_parameters(

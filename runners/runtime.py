@@ -18,6 +18,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from runners.engine.activity import ActivityChannel
+from runners.engine.completions import LONG_POLL_SECONDS, CompletionQueue
 from runners.engine.definition import RunnerContext, SdkRetries
 from runners.engine.dynamo import client_events
 from runners.engine.engine import CONCURRENCY, Engine
@@ -91,6 +92,17 @@ async def _finish(close: Callable[[], Any]) -> None:
         await result
 
 
+async def _completions(
+    config: RunnerConfig, runner: Runner[Any], clients: _Clients
+) -> CompletionQueue | None:
+    if not config.completion_queue_url:
+        return None
+    sqs = await clients.get(
+        "sqs", config.region, "completions", read_timeout=LONG_POLL_SECONDS + 10
+    )
+    return CompletionQueue(sqs, config.completion_queue_url, runner)
+
+
 @asynccontextmanager
 async def open_engines(
     configs: Sequence[RunnerConfig],
@@ -120,13 +132,15 @@ async def open_engines(
             if create_tables:
                 store.create_table()
             store.verify(f"the {config.runner} runner's job table")
+            runner = await _runner(config, clients, stack, create_tables)
             engines.append(
                 Engine(
                     config,
-                    await _runner(config, clients, stack, create_tables),
+                    runner,
                     ActivityChannel(polls, calls, config.activity_arn, config.worker_name),
                     store,
                     worker_identity(config.worker_name, owner_instance),
+                    completions=await _completions(config, runner, clients),
                 )
             )
         yield engines

@@ -34,6 +34,13 @@ class EngineConfig:
     clock_skew_seconds: float = 5.0
     start_timeout_seconds: float = 3600.0
     retention_days: float = 7.0
+    # Completion events (the service's EventBridge events, through a queue) may report
+    # this runner's tasks: each report is preceded by a conditional mark so that the
+    # periodic check and the event path never both report.
+    completion_events: bool = False
+    # The queue of those events this worker consumes (the container worker; in Lambda
+    # mode a Lambda consumes it). Setting it turns completion events on.
+    completion_queue_url: str = ""
 
     def __post_init__(self) -> None:
         if not ACTIVITY_ARN.match(self.activity_arn):
@@ -44,6 +51,16 @@ class EngineConfig:
             value = getattr(self, field.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise ConfigError(f"{field.name}: must be positive, got {value}")
+        if self.lease_seconds < 2 * self.check_interval_seconds:
+            raise ConfigError(
+                f"lease_seconds ({self.lease_seconds:g}) must be at least twice "
+                f"check_interval_seconds ({self.check_interval_seconds:g}): leases are "
+                "renewed by check cycles"
+            )
+
+    @property
+    def events_on(self) -> bool:
+        return self.completion_events or bool(self.completion_queue_url)
 
     @property
     def region(self) -> str:

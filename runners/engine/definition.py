@@ -15,7 +15,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from runners.engine.config import EngineConfig
 from runners.engine.runner import Runner
-from runners.engine.service import StateTable
+from runners.engine.service import EndEvents, StateTable
 
 OptionsT = TypeVar("OptionsT")
 # "standard": the SDK retries throttling and 5xx itself. "none": the start carries no
@@ -81,6 +81,9 @@ class RunnerDefinition(Generic[OptionsT]):
     permissions: tuple[Permission, ...] = ()
     parameters: tuple[DeployParameter, ...] = ()
     states: StateTable | None = None
+    # The EventBridge pattern of the service's events saying one of its jobs ended (the
+    # rule the runner's stack routes to its completion queue); None: it sends none.
+    completion_events: EndEvents | None = field(default=None, hash=False)
     function: str = ""
     module: str = field(default="", compare=False)  # where it was found (set by the registry)
 

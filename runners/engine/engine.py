@@ -9,6 +9,12 @@ Crash-safety protocol (a worker can die between any two steps):
 5. the record is closed (DONE) and kept for audit until its TTL.
 Every write is conditional on still owning the record, so after a takeover only the new
 owner acts; orphans (expired leases) are claimed with one conditional write each.
+
+With completion events on, a second path reports: an event for a job, received by any
+worker, takes the record from its holder (a conditional write that needs it RUNNING),
+confirms the end with a status call and reports. Each reporter first marks the record
+REPORTING, conditional on owning it; a marked record can no longer be taken, so exactly
+one of the two reports (a crash after the mark leaves it to lease expiry and a claim).
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 import structlog
 from botocore.exceptions import ClientError
@@ -51,6 +57,9 @@ from runners.retry import (
     retry,
 )
 
+if TYPE_CHECKING:
+    from runners.engine.completions import CompletionQueue
+
 # How many AWS operations one engine runs at once.
 CONCURRENCY = 64
 # A search for an earlier run that takes longer than this may have been held behind the
@@ -65,6 +74,8 @@ UNANSWERED_START_SECONDS = 60.0
 STORE_ERROR = "RunnerStoreError"
 # The lease of a task handed over at shutdown: expired by any host's clock.
 RELEASED = 0.0
+# Records whose job is being checked: started, or being reported.
+CHECKED = (Status.RUNNING, Status.REPORTING)
 
 
 class StartInDoubt(Exception):
@@ -114,8 +125,11 @@ class Engine(Generic[SpecT]):
         clock: Callable[[], float] = time.time,
         retries: RetryPolicies = RETRIES,
         metrics: EngineMetrics | None = None,
+        completions: CompletionQueue | None = None,
     ) -> None:
         self.config, self.runner, self.channel = config, runner, channel
+        # Where this engine's worker receives completion events (None: it does not).
+        self.completions = completions
         self.retries = retries
         self.metrics = metrics or EngineMetrics.from_environment(runner.name)
         self.store, self.owner, self.clock = store, owner, clock
@@ -240,6 +254,7 @@ class Engine(Generic[SpecT]):
             flight.log.exception("start failed; will retry")
             return
         record.run_id, record.status, record.started_at = run_id, Status.RUNNING, self.clock()
+        record.event_key = self.runner.event_key(Job(flight.spec, run_id))
         flight.log = flight.log.bind(run_id=run_id)
         if not await self._save(flight):
             return
@@ -303,7 +318,7 @@ class Engine(Generic[SpecT]):
             for f in idle
             if f.record.status == Status.STARTING and f.start_at <= now
         }
-        running = [f for f in idle if f.record.status == Status.RUNNING]
+        running = [f for f in idle if f.record.status in CHECKED]
         statuses = await self._statuses(running)
         found_at = self.clock()
         finished: dict[str, Succeeded | Failed] = {}
@@ -373,6 +388,8 @@ class Engine(Generic[SpecT]):
         """Report the outcome, then close the record. ``found_at``: when the check that
         saw the job finished had its answer (default: now)."""
         found_at = self.clock() if found_at is None else found_at
+        if not await self._mark_reporting(flight):
+            return
         token = flight.record.token
         if isinstance(status, Succeeded):
             reported = status.reported or await retry(
@@ -396,6 +413,86 @@ class Engine(Generic[SpecT]):
         else:
             self.counters.failed += 1
             flight.log.warning("task failed", error=error)
+
+    async def _mark_reporting(self, flight: InFlight[SpecT]) -> bool:
+        """Where completion events may report too, claim the report first: False if the
+        event path took the task (it reports; this worker lets go)."""
+        record = flight.record
+        if not self.config.events_on or record.status != Status.RUNNING:
+            return True
+        record.status = Status.REPORTING
+        return await self._save(flight)
+
+    # Completion events ---------------------------------------------------------------
+
+    async def complete(self, keys: Collection[str]) -> set[str]:
+        """Completion events said the jobs these keys name (``Runner.event_key``) have
+        ended: check them at once, in one batch, and report those the service confirms,
+        taking each record from whichever worker holds it. Returns the keys to try again
+        later: no open record had them (the event came before its run id was stored, or
+        the run is nobody's), or the service does not say yet that the job ended."""
+        wanted = set(keys)
+        if not wanted:
+            return set()
+        self.metrics.count("CompletionEvents", len(wanted))
+        flights = [f for f in self.in_flight.values() if f.record.event_key in wanted]
+        held = {f.record.event_key for f in flights}
+        unmatched = set()
+        others = sorted(wanted - held)
+        for key, taken in zip(others, await asyncio.gather(*map(self._take, others)), strict=True):
+            if taken is None:
+                unmatched.add(key)
+            flights.extend(taken or ())
+        ready = [f for f in flights if not f.busy and f.record.status in CHECKED]
+        # Busy: its start is being stored, or it is being checked or reported: look
+        # again shortly (a report in progress leaves nothing to find then).
+        unmatched.update(f.record.event_key or "" for f in flights if f.busy)
+        statuses = await self._statuses(ready)
+        found_at = self.clock()
+        closing = []
+        for flight in ready:
+            if flight.record.task_id not in self.in_flight:
+                continue  # reported, or let go, meanwhile
+            if flight.busy:  # the check took it up meanwhile: look again shortly
+                unmatched.add(flight.record.event_key or "")
+                continue
+            status = statuses.get(flight.record.run_id or "")
+            if isinstance(status, Succeeded | Failed):
+                closing.append(self._exclusive(flight, self._close(flight, status, found_at)))
+            elif flight.record.event_key is not None:
+                unmatched.add(flight.record.event_key)  # not ended yet, as the service says
+        await asyncio.gather(*closing)
+        self.metrics.count("EventReports", len(closing))
+        return unmatched
+
+    async def _take(self, key: str) -> list[InFlight[SpecT]] | None:
+        """Take the open records of ``key`` that another worker (or none) holds. None:
+        no open record has the key; an empty list: they are being reported already."""
+        try:
+            task_ids = await retry(partial(self.store.find_open, key), self.retries.store)
+        except Exception:
+            self.log.exception("finding the task of a completion event failed", event_key=key)
+            return None
+        if not task_ids:
+            return None
+        lease_until = self.clock() + self.config.lease_seconds
+        taken = []
+        for task_id in task_ids:
+            if task_id in self.in_flight:
+                taken.append(self.in_flight[task_id])
+                continue
+            try:
+                record = await retry(
+                    partial(self.store.take, task_id, self.owner, lease_until), self.retries.store
+                )
+            except Exception:
+                self.log.exception("taking the task of a completion event failed")
+                return None
+            if record is not None:
+                await self._adopt(record)
+                if task_id in self.in_flight:
+                    taken.append(self.in_flight[task_id])
+        return taken
 
     def _measure_close(
         self, record: TaskRecord, status: Succeeded | Failed, found_at: float, reported_at: float
@@ -533,9 +630,15 @@ class Engine(Generic[SpecT]):
         self.in_flight.pop(flight.record.task_id, None)
         self.capacity_freed.set()
 
-    async def _exclusive(self, flight: InFlight[SpecT], operation: Awaitable[None]) -> None:
-        """Run one operation on a task at a time, within the engine's concurrency."""
+    def _exclusive(self, flight: InFlight[SpecT], operation: Awaitable[None]) -> Awaitable[None]:
+        """Run one operation on a task at a time, within the engine's concurrency. The
+        task is busy from this call on, not from when the operation first runs: the
+        check and the event path, each back from its status call, must not both pick
+        it up in between."""
         flight.busy = True
+        return self._run_exclusive(flight, operation)
+
+    async def _run_exclusive(self, flight: InFlight[SpecT], operation: Awaitable[None]) -> None:
         try:
             async with self._limit:
                 await operation

@@ -59,6 +59,8 @@ COUNTS = (
     "TasksCancelled",
     "InputErrors",
     "ThrottledCalls",
+    "CompletionEvents",  # completion events that named a job of this runner
+    "EventReports",  # tasks reported because an event said their job ended
 )
 # Timings (one value per event) and gauges (sampled at each flush), by metric name.
 UNITS = {

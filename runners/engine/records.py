@@ -11,6 +11,9 @@ from typing import Any
 class Status(StrEnum):
     STARTING = "STARTING"  # stored; the job may or may not have been started
     RUNNING = "RUNNING"  # the job's run id is stored
+    # Its end is being reported. Marked (conditionally) before a report only where a
+    # completion event may report too: whoever marks first reports, the other lets go.
+    REPORTING = "REPORTING"
     DONE = "DONE"  # reported (or closed); kept for audit until its TTL
 
 
@@ -39,6 +42,9 @@ class TaskRecord:
     created_at: float
     status: Status = Status.STARTING
     run_id: str | None = None
+    # What the service's completion events call the job (``Runner.event_key``): the
+    # completion handler finds the record by it while the record is open.
+    event_key: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
     outcome: Outcome | None = None

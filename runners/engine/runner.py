@@ -15,7 +15,15 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from botocore.exceptions import ClientError
 
-from runners.engine.service import RUNNING, Failed, JobStatus, Refusals, Running, Succeeded
+from runners.engine.service import (
+    RUNNING,
+    EndEvents,
+    Failed,
+    JobStatus,
+    Refusals,
+    Running,
+    Succeeded,
+)
 from runners.errors import RunnerError
 from runners.retry import is_retryable
 
@@ -62,6 +70,8 @@ class Runner(ABC, Generic[SpecT]):
     idempotent_start: ClassVar[bool] = False
     # What a refused start means: try later, bad input, or a named failure.
     refusals: ClassVar[Refusals] = Refusals()
+    # The events the service sends when a job ends (None: it sends none; only checks).
+    end_events: ClassVar[EndEvents | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,6 +116,22 @@ class Runner(ABC, Generic[SpecT]):
     @abstractmethod
     async def stop(self, job: Job[SpecT]) -> None:
         """Stop a job whose task was cancelled (the execution stopped or timed out)."""
+
+    # Completion events: the service's EventBridge events say when its runs end, so a
+    # task can be reported at once instead of at the next check. A runner whose service
+    # sends none keeps both defaults and is only ever checked.
+
+    def event_key(self, job: Job[SpecT]) -> str:
+        """What the service's state-change events call the job: its run id unless they
+        name it otherwise (a crawl's events name only its crawler)."""
+        return job.run_id
+
+    def ended(self, event: Mapping[str, Any]) -> str | None:
+        """The ``event_key`` of the job an EventBridge event says has ended, or None
+        (another service's event, a state that is not an end). The event only prompts
+        a check: the outcome reported is always the one the service's status call
+        gives (events are best effort and carry few of the output's fields)."""
+        return self.end_events.key_of(event) if self.end_events is not None else None
 
 
 def _is_abstract(cls: type) -> bool:

@@ -145,6 +145,41 @@ class StateTable:
 
 
 @dataclass(frozen=True)
+class EndEvents:
+    """The EventBridge events a service sends when one of its jobs ends, declared once:
+    the runner reads its events with ``key_of``, the runner's stack routes them with
+    ``pattern``, and a test holds the states to the service's state table."""
+
+    source: str  # "aws.glue"
+    detail_type: str  # "Glue Job State Change"
+    state_field: str  # the detail field with the state reached ("state")
+    ended: frozenset[str]  # the states that end a job
+    key_field: str  # the detail field naming the job ("jobRunId")
+
+    @property
+    def pattern(self) -> dict[str, Any]:
+        return {
+            "source": [self.source],
+            "detail-type": [self.detail_type],
+            "detail": {self.state_field: sorted(self.ended)},
+        }
+
+    def key_of(self, event: Mapping[str, Any]) -> str | None:
+        """The job an event says ended, or None for any other event (one of another
+        service, a state that is not an end, a malformed one)."""
+        detail = event.get("detail")
+        if (
+            event.get("source") != self.source
+            or event.get("detail-type") != self.detail_type
+            or not isinstance(detail, Mapping)
+            or detail.get(self.state_field) not in self.ended
+        ):
+            return None
+        key = detail.get(self.key_field)
+        return key if isinstance(key, str) and key else None
+
+
+@dataclass(frozen=True)
 class Refusals:
     """What a start the service refused (a non-retryable error) means for the task.
 

@@ -7,7 +7,11 @@ Ownership rules, the same for every store:
 - a record whose lease expired can be claimed by any worker with one conditional write;
 - active records sit in a sparse index keyed by lease group (the activity) and lease
   expiry, so finding orphans is a query for expired leases, never a scan, paged through
-  however many there are; finished records leave the index and expire by TTL.
+  however many there are; finished records leave the index and expire by TTL;
+- running records sit in a second sparse index by what the service's completion events
+  call their job, so an event finds its task (whoever holds it) with one query; a
+  running record can be taken by the event path with one conditional write, and a
+  record marked REPORTING can no longer be taken: one reporter only.
 """
 
 from __future__ import annotations
@@ -53,6 +57,15 @@ class JobStore(Protocol):
 
     async def load(self, task_id: str) -> TaskRecord | None: ...
 
+    async def find_open(self, event_key: str) -> list[str]:
+        """The ids of the open records whose job completion events call ``event_key``."""
+        ...
+
+    async def take(self, task_id: str, owner: str, lease_until: float) -> TaskRecord | None:
+        """Take a RUNNING record from whoever holds it (a completion event says its job
+        ended); None if it is no longer RUNNING (being reported, or done)."""
+        ...
+
 
 class _ByLease(GlobalSecondaryIndex):  # type: ignore[type-arg,no-untyped-call]
     class Meta:
@@ -61,6 +74,14 @@ class _ByLease(GlobalSecondaryIndex):  # type: ignore[type-arg,no-untyped-call]
 
     lease_group = UnicodeAttribute(hash_key=True)
     lease_expires_at = NumberAttribute(range_key=True)
+
+
+class _ByEvent(GlobalSecondaryIndex):  # type: ignore[type-arg,no-untyped-call]
+    class Meta:
+        index_name = "by-event"
+        projection = KeysOnlyProjection()
+
+    event_key = UnicodeAttribute(hash_key=True)
 
 
 class TaskRecordModel(Model):
@@ -82,12 +103,14 @@ class TaskRecordModel(Model):
     created_at = NumberAttribute()
     status = UnicodeAttribute()
     run_id = UnicodeAttribute(null=True)
+    event_key = UnicodeAttribute(null=True)  # absent once DONE: out of the index
     started_at = NumberAttribute(null=True)
     finished_at = NumberAttribute(null=True)
     outcome = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
     expires_at = TTLAttribute(null=True)
     by_lease = _ByLease()
+    by_event = _ByEvent()
 
 
 class DynamoStore:
@@ -168,6 +191,28 @@ class DynamoStore:
             return record
         return None
 
+    async def find_open(self, event_key: str) -> list[str]:
+        return await self._bridge.run(
+            lambda: [item.task_id for item in self.model.by_event.query(event_key)]
+        )
+
+    async def take(self, task_id: str, owner: str, lease_until: float) -> TaskRecord | None:
+        item = self.model(task_id)
+        running = (self.model.status == Status.RUNNING.value) & self.model.lease_group.exists()
+        taken: list[Action] = [
+            self.model.owner.set(owner),
+            self.model.lease_expires_at.set(lease_until),
+        ]
+        if await self._bridge.run(
+            lambda: condition_held(lambda: item.update(actions=taken, condition=running))
+        ):
+            return self._to_record(item)
+        # Not running any more, or this take took effect and only its answer was lost.
+        record = await self.load(task_id)
+        if record and record.owner == owner and record.lease_expires_at == lease_until:
+            return record
+        return None
+
     async def scan(
         self,
         status: Status | None = None,
@@ -237,6 +282,7 @@ class DynamoStore:
             created_at=record.created_at,
             status=record.status.value,
             run_id=record.run_id,
+            event_key=record.event_key if active else None,
             started_at=record.started_at,
             finished_at=record.finished_at,
             outcome=record.outcome.value if record.outcome else None,
@@ -257,6 +303,7 @@ class DynamoStore:
             created_at=item.created_at,
             status=Status(item.status),
             run_id=item.run_id,
+            event_key=item.event_key,
             started_at=item.started_at,
             finished_at=item.finished_at,
             outcome=Outcome(item.outcome) if item.outcome else None,

@@ -65,6 +65,7 @@ class Worker:
             for engine in self.engines
             for loop in (self._check_loop(engine), self._claim_loop(engine))
         ]
+        background += [asyncio.create_task(loop) for loop in self._completion_loops()]
         self.log.info(
             "worker started", runners=[e.runner.name for e in self.engines], pollers=len(pollers)
         )
@@ -184,6 +185,22 @@ class Worker:
             except Exception:
                 engine.log.exception("check cycle failed")
             engine.flush_metrics()
+
+    def _completion_loops(self) -> list[Coroutine[Any, Any, None]]:
+        """One loop per completion queue (the activities of one runner share theirs:
+        any engine of the runner can take and report any of its tasks)."""
+        loops, urls = [], set()
+        for engine in self.engines:
+            queue = engine.completions
+            if queue is not None and queue.url not in urls:
+                urls.add(queue.url)
+                loops.append(self._completion_loop(engine))
+        return loops
+
+    async def _completion_loop(self, engine: Engine[Any]) -> None:
+        CURRENT.set(engine.metrics)
+        assert engine.completions is not None
+        await engine.completions.serve(engine)
 
     async def _claim_loop(self, engine: Engine[Any]) -> None:
         CURRENT.set(engine.metrics)

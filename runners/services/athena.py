@@ -23,7 +23,7 @@ from runners.engine.definition import (
 )
 from runners.engine.inputs import Fields
 from runners.engine.runner import Job, JobStatus, Runner, TaskStart
-from runners.engine.service import Finish, Measure, Refusals, StateTable, iso
+from runners.engine.service import EndEvents, Finish, Measure, Refusals, StateTable, iso
 from runners.errors import RunnerError, RunnerInputError
 from runners.logs import get_logger
 
@@ -33,6 +33,14 @@ STATES = StateTable(
     running={"QUEUED", "RUNNING"},
     succeeded={"SUCCEEDED"},
     failed={"FAILED", "CANCELLED"},
+)
+# "Monitor Athena query events with EventBridge": every state a query reaches.
+END_EVENTS = EndEvents(
+    "aws.athena",
+    "Athena Query State Change",
+    "currentState",
+    frozenset({"SUCCEEDED", "FAILED", "CANCELLED"}),
+    "queryExecutionId",
 )
 FAILED_ERROR = "AthenaQueryFailedError"
 REFUSALS = Refusals(
@@ -60,6 +68,7 @@ class AthenaQueryRunner(Runner[AthenaQuerySpec]):
     name = "athena"
     idempotent_start = True  # ClientRequestToken: a repeated start returns the first query
     refusals = REFUSALS
+    end_events = END_EVENTS
 
     def __init__(
         self,
@@ -310,5 +319,6 @@ RUNNER = RunnerDefinition(
         DeployParameter("AthenaDataBucketName", "the bucket the queried tables live in"),
     ),
     states=STATES,
+    completion_events=END_EVENTS,
     function="athenarunner",
 )

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from runners.engine.definition import Permission, RunnerContext, RunnerDefinition
 from runners.engine.inputs import Fields
 from runners.engine.runner import RUNNING, Failed, Job, JobStatus, Runner, TaskStart
-from runners.engine.service import Refusals, StateTable, iso
+from runners.engine.service import EndEvents, Refusals, StateTable, iso
 from runners.retry import error_code
 
 # A crawler is busy (RUNNING, STOPPING) or READY; once READY, its last crawl's status
@@ -30,6 +30,15 @@ from runners.retry import error_code
 BUSY_STATES = frozenset({"RUNNING", "STOPPING"})
 STATES = StateTable(
     "glue", "LastCrawlStatus", running=(), succeeded={"SUCCEEDED"}, failed={"FAILED", "CANCELLED"}
+)
+# A crawl's end is a "Glue Crawler State Change" naming only the crawler (its states
+# are capitalised, unlike LastCrawlStatus's).
+END_EVENTS = EndEvents(
+    "aws.glue",
+    "Glue Crawler State Change",
+    "state",
+    frozenset({"Succeeded", "Failed"}),
+    "crawlerName",
 )
 FAILED_ERROR = "GlueCrawlerFailedError"
 BUSY_ERROR = "GlueCrawlerBusyError"
@@ -52,6 +61,7 @@ class CrawlerSpec:
 class GlueCrawlerRunner(Runner[CrawlerSpec]):
     name = "crawler"
     refusals = REFUSALS
+    end_events = END_EVENTS
 
     def __init__(self, glue: Any, clock: Callable[[], float] = time.time) -> None:
         self.glue, self.clock = glue, clock
@@ -61,6 +71,9 @@ class GlueCrawlerRunner(Runner[CrawlerSpec]):
 
     def describe(self, spec: CrawlerSpec) -> dict[str, str]:
         return {"glue_crawler_name": spec.crawler_name}
+
+    def event_key(self, job: Job[CrawlerSpec]) -> str:
+        return job.spec.crawler_name
 
     async def start(self, spec: CrawlerSpec, task: TaskStart) -> str:
         started_at = self.clock()
@@ -183,5 +196,6 @@ RUNNER = RunnerDefinition(
         Permission(("glue:GetCrawlerMetrics",), ("*",)),  # accepts no resource ARN
     ),
     states=STATES,
+    completion_events=END_EVENTS,
     function="crawlerrunner",
 )

@@ -27,7 +27,7 @@ from runners.engine.definition import (
 )
 from runners.engine.inputs import Fields
 from runners.engine.runner import Failed, Job, JobStatus, Runner, TaskStart
-from runners.engine.service import Finish, Measure, Refusals, StateTable, iso
+from runners.engine.service import EndEvents, Finish, Measure, Refusals, StateTable, iso
 from runners.errors import RunnerInputError
 from runners.retry import error_code
 
@@ -54,6 +54,14 @@ STATES = StateTable(
     running={"STARTING", "RUNNING", "STOPPING", "WAITING"},
     succeeded={"SUCCEEDED"},
     failed={"FAILED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED"},
+)
+# "Automating AWS Glue with EventBridge": a job run's end is one "Glue Job State Change".
+END_EVENTS = EndEvents(
+    "aws.glue",
+    "Glue Job State Change",
+    "state",
+    frozenset({"SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED"}),
+    "jobRunId",
 )
 TASK_KEY_ARGUMENT = "--runners-task-key"
 FAILED_ERROR = "GlueJobFailedError"
@@ -110,6 +118,7 @@ class GlueJobSpec:
 class GlueJobRunner(Runner[GlueJobSpec]):
     name = "glue"
     refusals = REFUSALS
+    end_events = END_EVENTS
 
     def __init__(
         self,
@@ -360,5 +369,6 @@ RUNNER = RunnerDefinition(
         ),
     ),
     states=STATES,
+    completion_events=END_EVENTS,
     function="gluerunner",
 )

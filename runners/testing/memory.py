@@ -63,6 +63,22 @@ class MemoryStore:
             record = self._records.get(task_id)
             return copy.deepcopy(record) if record else None
 
+    async def find_open(self, event_key: str) -> list[str]:
+        with self._lock:
+            return [
+                record.task_id
+                for record in self._records.values()
+                if record.event_key == event_key and record.status != Status.DONE
+            ]
+
+    async def take(self, task_id: str, owner: str, lease_until: float) -> TaskRecord | None:
+        with self._lock:
+            record = self._records.get(task_id)
+            if record is None or record.status != Status.RUNNING:
+                return None
+            record.owner, record.lease_expires_at = owner, lease_until
+            return copy.deepcopy(record)
+
     def records(self) -> list[TaskRecord]:
         with self._lock:
             return [copy.deepcopy(record) for record in self._records.values()]

@@ -344,6 +344,9 @@ def test_a_start_in_doubt_is_found_and_stopped_when_its_execution_stops() -> Non
             assert stored.run_id is None
             service.lose_answers = 0  # the service answers again
             harness.channel.close(token)
+            # The retries may give up sooner than a heartbeat is due (their jitter):
+            # wait one out, still well before the start is retried.
+            await asyncio.sleep(0.1)
             await harness.engine.check()  # before the start is retried: a heartbeat
             return harness.record(token)
 

@@ -476,6 +476,7 @@ def test_the_worker_writes_what_each_runner_did(
             ("TasksReceived", "TasksStarted", "TasksSucceeded", "TasksFailed"), "Count"
         ),
         **dict.fromkeys(("TasksCancelled", "InputErrors", "ThrottledCalls"), "Count"),
+        **dict.fromkeys(("CompletionEvents", "EventReports"), "Count"),
         **dict.fromkeys(("TasksInFlight", "OpenPolls"), "Count"),
         "WorkerUtilization": "Percent",
         "CheckCycleDuration": "Milliseconds",

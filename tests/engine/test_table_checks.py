@@ -92,7 +92,7 @@ def test_the_original_samples_table_is_recognised_and_the_worker_says_what_to_do
         pytest.param(lambda aws: None, "no such table; create it", id="missing"),
         pytest.param(
             lambda aws: create_table(aws, "Jobs", [("task_id", "S", "HASH")]),
-            "it has no index by-lease",
+            "it has no index by-event",
             id="no-index",
         ),
         pytest.param(

@@ -212,3 +212,76 @@ def test_a_function_that_names_no_known_runner_fails_with_a_config_error(
     known = "athena, crawler, dms, emrserverless, emrstep, glue"
     with pytest.raises(ConfigError, match=f"'spark' is not one of {known}"):
         runner.handler(SCHEDULED_EVENT, Context("request-8", timeout_seconds=18))
+
+
+def queue_records(aws: Emulator, url: str, wait_seconds: int = 20) -> dict[str, Any]:
+    """What Lambda's SQS event source mapping invokes a function with, for the messages
+    one receive brings ("Using Lambda with Amazon SQS": Records of aws:sqs)."""
+    sqs = aws.client("sqs")
+    messages = sqs.receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=wait_seconds,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    ).get("Messages", [])
+    assert messages, "no message came"
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:glue-completions",
+            }
+            for message in messages
+        ]
+    }
+
+
+def test_a_completion_event_reports_a_task_that_ticks_hold_between_invocations(
+    aws: Emulator, lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tick starts the job and ends, releasing the task; the job ends between ticks;
+    the runner's function, invoked by its completion queue, reports it."""
+    from runners.handlers import runner
+    from tests.engine.test_completions import completion_queue
+
+    url = completion_queue(aws, "glue")
+    monkeypatch.setenv("RUNNERS_RUNNER", "glue")
+    monkeypatch.setenv("RUNNERS_COMPLETION_EVENTS", "true")
+    sfn = aws.client("stepfunctions")
+    glue_job(aws, "Nightly", RunBehaviour(duration=11.0))  # longer than the tick's 8 s
+    execution = sfn.start_execution(
+        stateMachineArn=task_machine(sfn, "lambda", lambda_env["RUNNERS_GLUE_ACTIVITY_ARN"]),
+        input=json.dumps({"GlueJobName": "Nightly"}),
+    )["executionArn"]
+    tick = runner.handler(SCHEDULED_EVENT, Context("request-1", timeout_seconds=18))
+    assert (tick["runners"][0]["started"], tick["runners"][0]["succeeded"]) == (1, 0)
+
+    answer = runner.handler(queue_records(aws, url), Context("request-2", timeout_seconds=30))
+
+    assert answer["batchItemFailures"] == []
+    assert answer["naming_jobs"] == 1
+    assert finished(sfn, execution)["status"] == "SUCCEEDED"
+    assert aws.faults.calls["glue:StartJobRun"] == 1
+    assert aws.faults.count("*SendTaskSuccess") == 1
+
+
+def test_a_completion_event_nobody_holds_is_returned_to_the_queue(
+    aws: Emulator, lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runners.handlers import runner
+    from tests.engine.test_completions import completion_queue
+
+    url = completion_queue(aws, "glue")
+    monkeypatch.setenv("RUNNERS_RUNNER", "glue")
+    glue_job(aws, "Nightly", RunBehaviour(duration=0.2))
+    aws.client("glue").start_job_run(JobName="Nightly")
+    event = queue_records(aws, url)
+
+    answer = runner.handler(event, Context("request-3", timeout_seconds=30))
+
+    [record] = event["Records"]
+    assert answer["batchItemFailures"] == [{"itemIdentifier": record["messageId"]}]

@@ -114,7 +114,8 @@ def test_every_malformed_input_fails_its_own_task_and_the_rest_flow(
                 good.append(start(sfn, machine_arn, json.dumps(fine.pop())))
         good += [start(sfn, machine_arn, json.dumps(item)) for item in fine]
 
-    fast = {"check_interval_seconds": CHECK_INTERVAL_SECONDS}
+    # A lease spans two check cycles at least (renewals are made by cycles).
+    fast = {"check_interval_seconds": CHECK_INTERVAL_SECONDS, "lease_seconds": 10.0}
     with workers(aws, tmp_path, glue.config(**fast), athena.config(**fast)) as [worker]:
         statuses = wait_all(aws, [*bad, *good], timeout=120)
         alive = worker.poll() is None

@@ -205,8 +205,10 @@ def test_runs_buried_under_other_active_runs_cost_at_most_twice_reading_them(
     aws: Emulator, aio_loop: AioLoop, runner: EmrServerlessJobRunner
 ) -> None:
     """The application's other users started 250 runs after these 4: listing stops after
-    4 pages (ours would be on the sixth) and the 4 are read one by one."""
-    aws.emrserverless_runs.add("slow", RunBehaviour(duration=60))
+    4 pages (ours would be on the sixth) and the 4 are read one by one. Every run is
+    RUNNING from its start: the listing groups runs by state, so runs passing through
+    SUBMITTED..SCHEDULED while the 250 are started would move ours up a page."""
+    aws.emrserverless_runs.add("slow", RunBehaviour(duration=60, phases=(("RUNNING", 60.0),)))
     app = application(aws)
     spec = runner.parse({"ApplicationId": app, "JobDriver": SPARK, "Name": "slow"})
     ours = [started(aio_loop, runner, spec, f"o{n}") for n in range(4)]
