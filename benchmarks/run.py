@@ -1,6 +1,6 @@
 """Benchmarks: our worker against the original sample's algorithm, on the embedded emulator.
 
-    python benchmarks/run.py                  # the full run (about 35 minutes)
+    python benchmarks/run.py                  # the full run (about 50 minutes)
     python benchmarks/run.py --quick          # every scenario, small and short (CI's smoke run)
     python benchmarks/run.py --runners-only   # only the per-runner section (about 8 minutes)
     python benchmarks/run.py --events-only    # only the completion-events section
