@@ -32,9 +32,12 @@ if TYPE_CHECKING:
 # seconds it stays invisible before the next try (times the receive count).
 MAX_RECEIVES = 4
 RETRY_SECONDS = 1
-# After a receive brings messages, more are gathered for up to this long (while the
-# queue keeps giving), so that one status call confirms many ends.
-BATCH_SECONDS = 0.5
+# Messages that reach the queue within this long of the first are taken together, so
+# that one status call confirms several ends. The benchmark, at 8 ends a second: 0.3 s
+# gives completion p50 0.24-0.34 s and 0.65 (Glue) / 0.29 (Athena) status calls a task,
+# from 0.99 / 0.94 without the window; 0.5 s, 0.50 / 0.19 but p50 0.52 s.
+BATCH_SECONDS = 0.3
+MAX_EVENTS = 100
 LONG_POLL_SECONDS = 20
 _SQS_BATCH = 10  # ReceiveMessage, DeleteMessageBatch, ChangeMessageVisibilityBatch
 
@@ -99,35 +102,42 @@ class CompletionQueue:
     def __init__(self, sqs: Any, url: str, runner: Runner[Any]) -> None:
         self.sqs, self.url, self.runner = sqs, url, runner
 
-    async def collect(self, wait_seconds: int = LONG_POLL_SECONDS) -> list[QueuedEvent]:
-        """Wait for events, then gather more for up to ``BATCH_SECONDS`` while the queue
-        keeps giving (a quiet queue adds no wait)."""
-        events = await self._receive(wait_seconds)
-        until = time.monotonic() + BATCH_SECONDS
-        while events and len(events) % _SQS_BATCH == 0 and time.monotonic() < until:
-            more = await self._receive(0)
-            if not more:
+    async def collect(
+        self, wait_seconds: int = LONG_POLL_SECONDS, batch_seconds: float = BATCH_SECONDS
+    ) -> list[QueuedEvent]:
+        """Wait for events, then take those that reach the queue within
+        ``batch_seconds`` of the first (at most ``MAX_EVENTS``: a backlog is handled a
+        round at a time). The window runs from the first one's arrival, so events
+        that waited while the last round was handled wait no longer."""
+        messages = await self._receive(wait_seconds)
+        if not messages:
+            return []
+        first = min(_sent_at(message) for message in messages)
+        await asyncio.sleep(min(batch_seconds, max(0.0, first + batch_seconds - time.time())))
+        while len(messages) < MAX_EVENTS and (more := await self._receive(0)):
+            messages.extend(more)
+            if len(more) < _SQS_BATCH:
                 break
-            events.extend(more)
-        return events
+        return [self._read(message) for message in messages]
 
-    async def _receive(self, wait_seconds: int) -> list[QueuedEvent]:
+    async def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
         answer = await self.sqs.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=_SQS_BATCH,
             WaitTimeSeconds=wait_seconds,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
-        return [
-            read(
-                self.runner,
-                message["MessageId"],
-                message["ReceiptHandle"],
-                message.get("Body", ""),
-                int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
-            )
-            for message in answer.get("Messages", [])
-        ]
+        messages: list[dict[str, Any]] = answer.get("Messages", [])
+        return messages
+
+    def _read(self, message: Mapping[str, Any]) -> QueuedEvent:
+        return read(
+            self.runner,
+            message["MessageId"],
+            message["ReceiptHandle"],
+            message.get("Body", ""),
+            int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+        )
 
     async def delete(self, events: Sequence[QueuedEvent]) -> None:
         for chunk in _chunks(events):
@@ -166,6 +176,12 @@ class CompletionQueue:
                 failures += 1
                 engine.log.exception("completion events failed; will retry")
                 await asyncio.sleep(engine.retries.poll.wait_seconds(failures))
+
+
+def _sent_at(message: Mapping[str, Any]) -> float:
+    """When the message reached the queue (epoch seconds; now if SQS did not say)."""
+    sent = message.get("Attributes", {}).get("SentTimestamp")
+    return int(sent) / 1000 if sent else time.time()
 
 
 def _chunks(events: Sequence[QueuedEvent]) -> list[Sequence[QueuedEvent]]:

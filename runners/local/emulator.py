@@ -24,6 +24,7 @@ from runners.local import (
     athena,
     awslambda,
     cloudformation,
+    connections,
     dms,
     emr,
     emrserverless,
@@ -31,6 +32,7 @@ from runners.local import (
     glue,
     redshiftdata,
     s3,
+    scaling,
     stepfunctions,
 )
 from runners.local import service_events as _service_events
@@ -73,6 +75,7 @@ def install_extensions() -> None:
         awslambda.install()
         events.install()
         cloudformation.install()
+        scaling.install()
         # A failed execution is business as usual here, visible in its history; moto's
         # interpreter would log each one at ERROR, werkzeug every request at INFO.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
@@ -127,6 +130,7 @@ class Emulator:
         server.start()
         wsgi_server = server._server
         wsgi_server.app = self.faults.wrap(wsgi_server.app)
+        wsgi_server.RequestHandlerClass = connections.PersistentRequestHandler
         self._server = server
         host, port = server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
@@ -147,6 +151,7 @@ class Emulator:
         self.lambdas.close()
         self._server.stop()
         self._server._server.server_close()
+        connections.close_all()
         self._server = None
         with _install_lock:
             _running = None

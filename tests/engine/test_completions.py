@@ -10,17 +10,20 @@ by its event; a test of the safety net checks every second.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
 import pytest
 
 from runners import registry
-from runners.engine.completions import MAX_RECEIVES
+from runners.engine.completions import MAX_RECEIVES, CompletionQueue
 from runners.engine.records import Outcome, Status
 from runners.local import Emulator, RunBehaviour
 from runners.local.faults import Call, Fault
+from runners.services.glue import GlueJobRunner
 from runners.settings import RunnerConfig
+from tests.aio import AioLoop
 from tests.engine.test_end_to_end import RESULTS, glue_job, start, task_machine
 from tests.helpers import finished, wait_until
 from tests.workers import config, running_worker
@@ -131,7 +134,7 @@ def test_a_duplicate_event_reports_nothing_twice(aws: Emulator, sfn: Any, activi
         again = _glue_end(run_id, "SUCCEEDED")
         aws.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(again))
         wait_until(lambda: queue_depth(aws, url) == 0, timeout=MAX_RECEIVES * 4 + 5)
-        assert worker.counters["succeeded"] == 1
+        wait_until(lambda: worker.counters["succeeded"] == 1)  # counted after the close
     assert reports(aws) == 1
 
 
@@ -195,7 +198,7 @@ def test_an_event_for_a_run_nobody_tracks_is_let_go_and_work_goes_on(
         wait_until(lambda: queue_depth(aws, url) == 0, timeout=MAX_RECEIVES * 4 + 5)
         execution = start(sfn, task_machine(sfn, "glue", activity), {"GlueJobName": "Nightly"})
         assert finished(sfn, execution, timeout=PROMPT)["status"] == "SUCCEEDED"
-        assert worker.counters["succeeded"] == 1
+        wait_until(lambda: worker.counters["succeeded"] == 1)  # counted after the close
     assert reports(aws) == 1
 
 
@@ -226,7 +229,7 @@ def test_a_malformed_event_is_logged_and_let_go_and_nothing_is_lost(
         result = finished(sfn, execution, timeout=PROMPT)
         assert result["status"] == "SUCCEEDED", result
         wait_until(lambda: queue_depth(aws, url) == 0)
-        assert worker.counters["succeeded"] == 1
+        wait_until(lambda: worker.counters["succeeded"] == 1)  # counted after the close
     if body in ("not json", "[1, 2]"):
         assert "malformed completion event let go" in capsys.readouterr().out
     assert reports(aws) == 1
@@ -252,3 +255,57 @@ def _glue_end(run_id: str, state: str) -> dict[str, Any]:
             "message": "Job run succeeded",
         },
     }
+
+
+@pytest.mark.parametrize("later", [3, 24])
+def test_events_that_come_within_the_batch_window_are_confirmed_as_one_batch(
+    aws: Emulator, aio_loop: AioLoop, later: int
+) -> None:
+    """One event opens a window; those that arrive in it (a backlog: receive after
+    receive, ten at a time) come back together, for one status call."""
+    url = aws.client("sqs").create_queue(QueueName="glue-completions")["QueueUrl"]
+    sqs = aio_loop.client("sqs", aws.endpoint_url, aws.client_env())
+
+    def send(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            body = json.dumps(_glue_end(f"jr_{n}", "SUCCEEDED"))
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+
+    send(0, 1)
+    meanwhile = threading.Timer(0.2, send, args=(1, later))
+    meanwhile.start()
+    receives = aws.faults.count("sqs:ReceiveMessage")
+    try:
+        queue = CompletionQueue(sqs._client, url, GlueJobRunner(glue=None))
+        events = aio_loop.run(queue.collect(wait_seconds=1, batch_seconds=1.0))
+    finally:
+        meanwhile.join()
+        sqs.close()
+
+    assert sorted(event.key or "" for event in events) == sorted(
+        f"jr_{n}" for n in range(later + 1)
+    )
+    # the long poll, then the window's: ten at a time, until one comes back short
+    assert aws.faults.count("sqs:ReceiveMessage") - receives == 2 + later // 10
+
+
+def test_events_that_waited_a_window_already_are_taken_at_once(
+    aws: Emulator, aio_loop: AioLoop
+) -> None:
+    """The window runs from the first event's arrival in the queue (its SQS
+    ``SentTimestamp``), not from when the consumer came back for more."""
+    url = aws.client("sqs").create_queue(QueueName="glue-completions")["QueueUrl"]
+    sqs = aio_loop.client("sqs", aws.endpoint_url, aws.client_env())
+    for n in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(_glue_end(f"jr_{n}", "SUCCEEDED")))
+    time.sleep(1.2)  # the consumer was busy with the round before
+    try:
+        queue = CompletionQueue(sqs._client, url, GlueJobRunner(glue=None))
+        began = time.monotonic()
+        events = aio_loop.run(queue.collect(wait_seconds=1, batch_seconds=1.0))
+        took = time.monotonic() - began
+    finally:
+        sqs.close()
+
+    assert sorted(event.key or "" for event in events) == ["jr_0", "jr_1", "jr_2"]
+    assert took < 1.0  # no second wait: a whole window has passed since they came
