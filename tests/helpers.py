@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -58,3 +62,17 @@ def events(sfn: Any, execution_arn: str, event_type: str) -> list[dict[str, Any]
 def error_code(error: ClientError | BaseException) -> str:
     assert isinstance(error, ClientError), error
     return str(error.response["Error"]["Code"])
+
+
+def run_python(script: str, timeout: float = 120.0) -> str:
+    """What ``script`` prints, run in a fresh interpreter from the repository root (for
+    what needs its own process: one emulator runs per process)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
+    return done.stdout

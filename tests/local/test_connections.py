@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 from urllib.parse import urlparse
 
 from runners.local import Emulator
+from tests.helpers import run_python
 
 LIST_QUEUES = {
     "Content-Type": "application/x-amz-json-1.0",
@@ -68,7 +65,7 @@ def test_a_body_the_service_did_not_read_is_skipped_not_taken_for_the_next_reque
 def test_open_connections_end_when_the_emulator_stops() -> None:
     """No client keeps talking to a stopped emulator (its own process: one emulator
     runs per process)."""
-    script = textwrap.dedent(
+    printed = run_python(
         """
         from tests.local.test_connections import _connection, _list_queues
         from runners.local import Emulator
@@ -81,13 +78,5 @@ def test_open_connections_end_when_the_emulator_stops() -> None:
         print(connection.sock.recv(1))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=Path(__file__).parents[2],
-    )
 
-    assert done.stdout.split() == ["True", "b''"]
+    assert printed.split() == ["True", "b''"]

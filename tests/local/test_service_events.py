@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import calendar
 import json
-import subprocess
-import sys
-import textwrap
 import time
-from pathlib import Path
 from typing import Any
 
 from runners.local import ACCOUNT_ID, REGION, Emulator, RunBehaviour
 from runners.local.service_events import ServiceEvent, ServiceEvents
-from tests.helpers import wait_until
+from tests.helpers import run_python, wait_until
 
 OUTPUT = {"OutputLocation": "s3://athena-results/"}
 JOB_EVENTS = {"source": ["aws.glue"], "detail-type": ["Glue Job State Change"]}
@@ -459,7 +455,7 @@ def test_a_reset_forgets_pending_events(aws: Emulator) -> None:
 def test_the_thread_ends_with_the_emulator_and_can_be_left_off() -> None:
     """One thread per emulator, joined when it stops (here with a run still pending);
     ``Emulator(service_events=False)`` starts none and sends nothing."""
-    script = textwrap.dedent(
+    printed = run_python(
         """
         import threading
         from runners.local import Emulator, RunBehaviour
@@ -478,16 +474,8 @@ def test_the_thread_ends_with_the_emulator_and_can_be_left_off() -> None:
             print("after", "emulator-service-events" in names())
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=Path(__file__).parents[2],
-    )
 
-    assert done.stdout.split("\n")[:4] == [
+    assert printed.split("\n")[:4] == [
         "True True 1 True",
         "after False",
         "False False 0 False",
