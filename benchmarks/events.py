@@ -493,7 +493,10 @@ def render_events(
     saturation: SaturationResult | None,
     table: Callable[[list[Row]], list[str]],
 ) -> str:
-    """The section's two tables (``table`` lays rows out, as run.py's other tables)."""
+    """The section's two tables (``table`` lays rows out, as run.py's other tables);
+    the saturation table alone when no flow ran."""
+    if not flows:
+        return "\n".join(render_saturation(events, saturation, table) if saturation else [])
     low, high = sizes.job_seconds
     lines = [
         f"Completion events: {sizes.executions} executions a flow, started within "
@@ -545,19 +548,23 @@ def render_events(
                 f"{result.label}: a task reported {len(answers)} times, answered "
                 + ", ".join(answers)
             )
-    if saturation is None:
-        return "\n".join(lines)
-    s = saturation
+    if saturation is not None:
+        lines += ["", *render_saturation(events, saturation, table)]
+    return "\n".join(lines)
+
+
+def render_saturation(
+    events: EventSizes, s: SaturationResult, table: Callable[[list[Row]], list[str]]
+) -> list[str]:
     slow, shigh = events.saturation_job_seconds
     cpu_met = s.cpu_ms_per_task < TARGET_CPU_MS
     share_met = s.ceiling_share >= TARGET_CEILING_SHARE
-    lines += [
-        "",
+    lines = [
         f"Saturation: {s.executions:,} Glue executions started at once, jobs "
         f"{slow:g}-{shigh:g} s, 1 worker, events on, checks every {events.check_seconds:g} s",
         "",
     ]
-    rows = [
+    rows: list[Row] = [
         ("Figure", "measured", "target", ""),
         (
             "succeeded / end to end (s)",
@@ -603,4 +610,4 @@ def render_events(
         "  cores busy: CPU time over that span (the emulator's process, which also starts",
         "  the executions, runs on one interpreter lock: near 1.0 it is the bottleneck).",
     ]
-    return "\n".join(lines)
+    return lines

@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runners: dict[str, RunnerResult] = {}
     event_flows: dict[str, EventFlowResult] = {}
     saturation: SaturationResult | None = None
-    main_tables = not (args.runners_only or args.events_only)
+    main_tables = not (args.runners_only or args.events_only or args.saturation_only)
     with (
         tempfile.TemporaryDirectory() as workdir,
         Emulator(activity_poll_seconds=sizes.poll_seconds) as aws,
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{sizes.tracked_jobs} tracked jobs",
                 partial(track_many, aws, sizes, Path(workdir)),
             )
-        if not args.events_only:
+        if not (args.events_only or args.saturation_only):
             runners = {
                 name: progress(
                     f"{name}, {sizes.runner_executions} executions, runners alone",
@@ -108,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in RUNNERS
             }
         if not args.runners_only:
-            event_flows, saturation = run_events(aws, sizes, event_sizes, Path(workdir))
+            event_flows, saturation = run_events(
+                aws, sizes, event_sizes, Path(workdir), flows=not args.saturation_only
+            )
     figures["flows"] = {name: summary(flow) for name, flow in flows.items()}
     if scale is not None:
         figures["scale"] = asdict(scale)
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
     if runners:
         print(render_runners(sizes, runners))
-    if event_flows:
+    if event_flows or saturation:
         if runners:
             print()
         print(render_events(sizes, event_sizes, event_flows, saturation, table))
@@ -149,6 +151,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runners-only", action="store_true", help="only the per-runner section")
     parser.add_argument(
         "--events-only", action="store_true", help="only the completion-events section"
+    )
+    parser.add_argument(
+        "--saturation-only", action="store_true", help="only the saturation run (events on)"
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
@@ -181,21 +186,22 @@ def run_flows(aws: Emulator, sizes: Sizes, workdir: Path) -> dict[str, FlowResul
 
 
 def run_events(
-    aws: Emulator, sizes: Sizes, events: EventSizes, workdir: Path
+    aws: Emulator, sizes: Sizes, events: EventSizes, workdir: Path, flows: bool = True
 ) -> tuple[dict[str, EventFlowResult], SaturationResult]:
-    """The completion-events section: each flow's scenarios, then the saturation run."""
-    flows = {
+    """The completion-events section: each flow's scenarios (unless ``flows`` is
+    false), then the saturation run."""
+    results = {
         key: progress(
             f"{label}, {sizes.executions} executions, events on",
             partial(run_event_flow, aws, sizes=sizes, workdir=workdir, label=label, **options),
         )
-        for key, label, options in event_scenarios(sizes, events)
+        for key, label, options in (event_scenarios(sizes, events) if flows else [])
     }
     saturation = progress(
         f"saturation, {events.saturation_executions} executions at once, events on",
         partial(saturate, aws, sizes, events, workdir),
     )
-    return flows, saturation
+    return results, saturation
 
 
 def progress(label: str, run: Callable[[], T]) -> T:
