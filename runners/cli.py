@@ -125,8 +125,7 @@ def run_jobs(args: argparse.Namespace) -> int:
         raise ConfigError("--region: give the table's region (or set AWS_REGION)")
 
     async def act() -> tuple[list[jobs.Row], str | None]:
-        store = jobs.open_store(args.table, args.region)
-        try:
+        async with jobs.open_store(args.table, args.region) as store:
             if args.action == "list":
                 status = Status(args.status) if args.status else None
                 return await jobs.list_tasks(store, status, args.runner, args.limit, args.after)
@@ -135,8 +134,6 @@ def run_jobs(args: argparse.Namespace) -> int:
             if args.action == "release":
                 return [await jobs.release_task(store, args.task_id)], None
             return [await jobs.fail_task(store, args.task_id, args.error, args.cause)], None
-        finally:
-            store.close()
 
     from botocore.exceptions import BotoCoreError, ClientError
 

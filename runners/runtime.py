@@ -20,11 +20,10 @@ from aiobotocore.session import get_session
 from runners.engine.activity import ActivityChannel
 from runners.engine.completions import LONG_POLL_SECONDS, CompletionQueue
 from runners.engine.definition import RunnerContext, SdkRetries
-from runners.engine.dynamo import client_events
 from runners.engine.engine import CONCURRENCY, Engine
 from runners.engine.metrics import watch_throttling
 from runners.engine.runner import Runner
-from runners.engine.store import DynamoStore
+from runners.engine.store import DynamoStore, create_job_table
 from runners.settings import RunnerConfig
 
 # Short-call clients: fail fast and let the engine's retry policy decide.
@@ -125,12 +124,11 @@ async def open_engines(
                 config.table,
                 config.region,
                 retention_seconds=config.retention_days * 86_400,
+                client=await clients.get("dynamodb", config.region),
                 page_size=config.page_size,
             )
-            stack.callback(store.close)
-            watch_throttling(client_events(store.model))
             if create_tables:
-                store.create_table()
+                create_job_table(config.table, config.region)
             store.verify(f"the {config.runner} runner's job table")
             runner = await _runner(config, clients, stack, create_tables)
             engines.append(

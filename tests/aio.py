@@ -21,13 +21,26 @@ class AioLoop:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
+        self._open: list[Any] = []
 
     def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 120.0) -> Any:
         """The coroutine's result; a call never outlives the test by hanging forever."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def client(self, service: str, endpoint_url: str, env: dict[str, str]) -> AioClient:
-        context = get_session().create_client(  # type: ignore[call-overload]
+        context = self._context(service, endpoint_url, env)
+        return AioClient(self, context, self.run(context.__aenter__()))
+
+    def sdk_client(self, service: str, endpoint_url: str, env: dict[str, str]) -> Any:
+        """An aiobotocore client itself, for code that awaits it on this loop; closed
+        with the loop."""
+        context = self._context(service, endpoint_url, env)
+        self._open.append(context)
+        return self.run(context.__aenter__())
+
+    @staticmethod
+    def _context(service: str, endpoint_url: str, env: dict[str, str]) -> Any:
+        return get_session().create_client(  # type: ignore[call-overload]
             service,
             endpoint_url=endpoint_url,
             region_name=env["AWS_DEFAULT_REGION"],
@@ -35,9 +48,10 @@ class AioLoop:
             aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
             config=AioConfig(read_timeout=70, max_pool_connections=50),
         )
-        return AioClient(self, context, self.run(context.__aenter__()))
 
     def close(self) -> None:
+        for context in self._open:
+            self.run(context.__aexit__(None, None, None))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()

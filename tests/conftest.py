@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 import structlog
 
-from runners.local import Emulator
+from runners.engine.store import DynamoStore, create_job_table
+from runners.local import REGION, Emulator
 from tests.aio import AioClient, AioLoop
 
 # Long polls end after this many seconds in tests (AWS: 60).
@@ -45,6 +46,20 @@ def aio_loop() -> Iterator[AioLoop]:
     loop = AioLoop()
     yield loop
     loop.close()
+
+
+@pytest.fixture
+def job_store(aws: Emulator, aio_loop: AioLoop) -> Callable[..., DynamoStore]:
+    """``job_store(table, retention_seconds=..., page_size=...)``: the job store of a
+    new table on the emulator, its client on the test's loop (``aio_loop.run`` its
+    calls)."""
+    dynamodb = aio_loop.sdk_client("dynamodb", aws.endpoint_url, aws.client_env())
+
+    def make(table: str, retention_seconds: float = 3600, page_size: int = 100) -> DynamoStore:
+        create_job_table(table, REGION)
+        return DynamoStore(table, REGION, retention_seconds, client=dynamodb, page_size=page_size)
+
+    return make
 
 
 @pytest.fixture(params=["boto3", "aiobotocore"])

@@ -1,8 +1,11 @@
 """What every DynamoDB table of the project shares: binding a PynamoDB model to a table,
-creating it, reading a failed condition, and keeping PynamoDB off the event loop.
+creating and checking it, reading a failed condition, and keeping PynamoDB off the event
+loop.
 
 The job store and the wait table both stand on this; the PynamoDB models stay the one
-schema of each table.
+schema of each table. (The job store, written four times a task, sends the requests its
+model builds through aiobotocore on the loop; the wait table calls PynamoDB on a thread
+bridge.)
 """
 
 from __future__ import annotations
@@ -149,13 +152,6 @@ def _keys(schema: list[dict[str, str]]) -> dict[str, str]:
 
 def _shown(keys: dict[str, str]) -> str:
     return " + ".join(f"{name} ({kind})" for name, kind in sorted(keys.items(), key=lambda k: k[1]))
-
-
-def client_events(model: type[Model]) -> Any:
-    """The event hooks of the botocore client PynamoDB calls ``model``'s table with, to
-    instrument it (``runners.engine.metrics.watch_throttling``). PynamoDB keeps one
-    client per model for every thread; asking creates it."""
-    return model._get_connection().connection.client.meta.events
 
 
 def condition_held(write: Callable[[], Any]) -> bool:

@@ -30,14 +30,13 @@ class Releaser:
     table through the job store, and reports go through the engine's ``TaskReports``
     (its 256 KiB guard included)."""
 
-    def __init__(self, waits: WaitTable, reports: TaskReports, region: str, claimant: str) -> None:
+    def __init__(
+        self, waits: WaitTable, reports: TaskReports, dynamodb: Any, region: str, claimant: str
+    ) -> None:
         self.waits, self.reports, self.region, self.claimant = waits, reports, region, claimant
+        self.dynamodb = dynamodb  # aiobotocore's client, for the job tables
         self._stores: dict[str, DynamoStore] = {}
         self.log = logs.get_logger(component="ons3objectcreated")
-
-    def close(self) -> None:
-        for store in self._stores.values():
-            store.close()
 
     async def arrived(self, arrival: Arrival) -> int:
         """Record the arrival, then release every waiter it satisfies; returns how many."""
@@ -76,7 +75,9 @@ class Releaser:
 
     def _store(self, table: str) -> DynamoStore:
         if table not in self._stores:
-            self._stores[table] = DynamoStore(table, self.region, retention_seconds=0)
+            self._stores[table] = DynamoStore(
+                table, self.region, retention_seconds=0, client=self.dynamodb
+            )
         return self._stores[table]
 
 
@@ -93,12 +94,14 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, int]:
 
 async def _release_all(arrivals: list[Arrival], wait_table: str, region: str, claimant: str) -> int:
     config = AioConfig(retries={"mode": "standard", "max_attempts": 5})
-    async with get_session().create_client(
-        "stepfunctions", region_name=region, config=config
-    ) as sfn:
-        releaser = Releaser(WaitTable(wait_table, region), TaskReports(sfn), region, claimant)
+    session = get_session()
+    async with (
+        session.create_client("stepfunctions", region_name=region, config=config) as sfn,
+        session.create_client("dynamodb", region_name=region, config=config) as dynamodb,
+    ):
+        waits = WaitTable(wait_table, region)
+        releaser = Releaser(waits, TaskReports(sfn), dynamodb, region, claimant)
         try:
             return sum([await releaser.arrived(arrival) for arrival in arrivals])
         finally:
-            releaser.waits.close()
-            releaser.close()
+            waits.close()

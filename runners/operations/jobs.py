@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runners.engine.engine import RELEASED
@@ -75,10 +78,14 @@ class Row:
         )
 
 
-def open_store(table: str, region: str) -> DynamoStore:
-    store = DynamoStore(table, region, retention_seconds=RETENTION_SECONDS)
-    store.verify(f"table {table}")  # a missing or foreign table is a ConfigError
-    return store
+@asynccontextmanager
+async def open_store(table: str, region: str) -> AsyncIterator[DynamoStore]:
+    """The job table, checked first: a missing or foreign table is a ``ConfigError``."""
+    config = AioConfig(connect_timeout=5, read_timeout=20, retries={"mode": "standard"})
+    async with get_session().create_client("dynamodb", region_name=region, config=config) as db:
+        store = DynamoStore(table, region, retention_seconds=RETENTION_SECONDS, client=db)
+        store.verify(f"table {table}")
+        yield store
 
 
 async def list_tasks(

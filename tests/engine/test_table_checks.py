@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,10 @@ def test_a_table_of_the_wrong_shape_stops_the_worker_before_it_polls(
     assert aws.faults.calls["states:GetActivityTask"] == 0
 
 
-def test_a_table_without_ttl_is_refused_and_one_with_it_is_accepted(aws: Emulator) -> None:
-    store = DynamoStore("Audit", "us-east-1", retention_seconds=60)
-    store.create_table()
+def test_a_table_without_ttl_is_refused_and_one_with_it_is_accepted(
+    aws: Emulator, job_store: Callable[..., DynamoStore]
+) -> None:
+    store = job_store("Audit", retention_seconds=60)
     dynamodb = aws.client("dynamodb")
     dynamodb.update_time_to_live(
         TableName="Audit", TimeToLiveSpecification={"Enabled": False, "AttributeName": "expires_at"}
@@ -132,7 +134,6 @@ def test_a_table_without_ttl_is_refused_and_one_with_it_is_accepted(aws: Emulato
         TableName="Audit", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
     )
     store.verify()
-    store.close()
 
 
 def test_a_task_the_table_refuses_fails_at_once_and_the_worker_serves_on(aws: Emulator) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runners.engine.store import DynamoStore
+from runners.engine.store import create_job_table
 from runners.handlers import athenarunner, gluerunner
 from runners.local import Emulator, RunBehaviour
 from tests.conftest import POLL_SECONDS
@@ -54,7 +54,7 @@ def lambda_env(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     for table in ("GlueRunnerActiveJobs", "AthenaRunnerActiveJobs"):
-        DynamoStore(table, "us-east-1", retention_seconds=60).create_table()
+        create_job_table(table, "us-east-1")
     return environment
 
 
@@ -154,7 +154,7 @@ def test_one_wait_tick_serves_several_wait_activities(
         "RUNNERS_CHECK_INTERVAL_SECONDS": "0.3",
     }.items():
         monkeypatch.setenv(name, value)
-    DynamoStore("WaitTasks", "us-east-1", retention_seconds=60).create_table()
+    create_job_table("WaitTasks", "us-east-1")
     WaitTable("Waits", "us-east-1").create_table()
     notifications = Notifications(aws, "data", "s3")
     for name in ("sales", "marketing"):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,7 +36,9 @@ def jobs(aws: Emulator, *arguments: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def tracked(aws: Emulator, aio_loop: AioLoop) -> list[dict[str, Any]]:
+def tracked(
+    aws: Emulator, aio_loop: AioLoop, job_store: Callable[..., DynamoStore]
+) -> list[dict[str, Any]]:
     """Three tasks a worker has stored: real tokens from real executions."""
     sfn = aws.client("stepfunctions")
     activity = sfn.create_activity(name="glue")["activityArn"]
@@ -47,8 +50,7 @@ def tracked(aws: Emulator, aio_loop: AioLoop) -> list[dict[str, Any]]:
             "States": {"Work": {"Type": "Task", "Resource": activity, "End": True}},
         },
     )
-    store = DynamoStore(TABLE, "us-east-1", retention_seconds=600)
-    store.create_table()
+    store = job_store(TABLE, retention_seconds=600)
     tasks = []
     for n in range(3):
         execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
@@ -68,7 +70,6 @@ def tracked(aws: Emulator, aio_loop: AioLoop) -> list[dict[str, Any]]:
         )
         aio_loop.run(store.create(record))
         tasks.append({"record": record, "execution": execution})
-    store.close()
     return tasks
 
 
@@ -180,15 +181,16 @@ def test_an_unknown_table_is_a_configuration_error(aws: Emulator) -> None:
 
 
 def test_show_adds_the_jobs_status_as_its_service_reports_it_now(
-    aws: Emulator, aio_loop: AioLoop, tracked: list[dict[str, Any]]
+    aws: Emulator,
+    aio_loop: AioLoop,
+    tracked: list[dict[str, Any]],
+    job_store: Callable[..., DynamoStore],
 ) -> None:
     glue_job(aws, "Nightly", RunBehaviour(duration=30.0))
     run_id = aws.client("glue").start_job_run(JobName="Nightly")["JobRunId"]
     record = tracked[2]["record"]
     record.task_input, record.run_id = {"GlueJobName": "Nightly"}, run_id
-    store = DynamoStore(TABLE, "us-east-1", retention_seconds=600)
-    assert aio_loop.run(store.save(record))
-    store.close()
+    assert aio_loop.run(job_store(TABLE, retention_seconds=600).save(record))
 
     shown = json.loads(jobs(aws, "--json", "show", record.task_id).stdout)["tasks"][0]
     as_text = jobs(aws, "show", record.task_id).stdout

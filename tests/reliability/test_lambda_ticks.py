@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.engine.store import DynamoStore
+from runners.engine.store import create_job_table
 from runners.local import Emulator
 from runners.settings import RunnerConfig
 from tests.reliability.conftest import Report
@@ -43,7 +43,7 @@ def tick_flow(aws: Emulator, runner: str, job_seconds: float = 1.5) -> tuple[Flo
     it (a tick never creates tables)."""
     flow = make_flow(aws, runner, job_seconds)
     config = flow.config()
-    DynamoStore(config.table, config.region, retention_seconds=600).create_table()
+    create_job_table(config.table, config.region)
     return flow, config
 
 
