@@ -36,19 +36,26 @@ def takeovers(log: Path) -> list[float]:
     return times
 
 
+def serving(log: Path) -> bool:
+    return '"worker started"' in log.read_text(errors="replace")
+
+
 @pytest.mark.parametrize(
     "executions", [pytest.param(60, id="60"), pytest.param(300, id="300", marks=pytest.mark.slow)]
 )
 def test_three_workers_lose_one_and_run_every_task_exactly_once(
     aws: Emulator, tmp_path: Path, report: Report, executions: int
 ) -> None:
-    # Jobs outlast the whole burst of starts, so the victim dies holding its share.
     flow = make_flow(aws, "glue", job_seconds=6.0)
     ledger = Ledger(aws)
     machine_arn = machine(aws, flow)
     worker_config = flow.config(pollers=4)
 
     with workers(aws, tmp_path, worker_config, count=3, name="fleet") as fleet:
+        # Every worker serves before the burst (one still starting would get no share),
+        # and jobs outlast the burst of starts, so the victim dies holding its share.
+        logs = [tmp_path / f"fleet-{n}.log" for n in range(3)]
+        wait_until(lambda: all(serving(log) for log in logs), timeout=60)
         arns = start_executions(aws, flow, machine_arn, executions)
         wait_until(lambda: ledger.jobs_started >= executions * 0.9, timeout=120)
         victim = fleet[0]
