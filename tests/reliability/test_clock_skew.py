@@ -28,7 +28,7 @@ from tests.reliability.support import (
     wait_all,
     workers,
 )
-from tests.reliability.test_fleet import takeovers
+from tests.reliability.test_fleet import serving, takeovers
 
 AHEAD_SECONDS = 5.0
 
@@ -46,6 +46,9 @@ def test_a_worker_whose_clock_is_ahead_takes_no_live_lease(
         workers(aws, tmp_path, config, name="right") as [right],
         workers(aws, tmp_path, config, name="ahead", clock_ahead_seconds=AHEAD_SECONDS),
     ):
+        # Both serve before the executions start, so the right one holds its share.
+        logs = [tmp_path / "right-0.log", tmp_path / "ahead-0.log"]
+        wait_until(lambda: all(serving(log) for log in logs), timeout=60)
         arns = start_executions(aws, flow, machine_arn, 20)
         wait_until(lambda: ledger.jobs_started == 20, timeout=60)
         time.sleep(3 * LEASE_SECONDS)  # several claim rounds while every lease is live
